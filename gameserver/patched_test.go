@@ -1,0 +1,260 @@
+package gameserver_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stackwatch/stackwatch/gameserver"
+	"github.com/stackwatch/stackwatch/gameserver/protocol"
+	"github.com/stackwatch/stackwatch/gameserver/task"
+	"github.com/stackwatch/stackwatch/gameserver/wallet"
+	"github.com/stackwatch/stackwatch/metrics"
+)
+
+// fastRetry gives up on live delivery within milliseconds, so results go to
+// the dead-letter store deterministically.
+var fastRetry = task.RetryPolicy{Base: time.Millisecond, Max: 2 * time.Millisecond, Tries: 3, MaxQueue: 100}
+
+// waitDeadLetters waits for the dead-letter gauge to read n.
+func waitDeadLetters(t *testing.T, srv *testServer, n float64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%v dead letters", n), 10*time.Second, func() bool {
+		return metricValue(t, srv.Registry(), metrics.DeadLetters.Name, nil) == n
+	})
+}
+
+// waitDeducted waits until the ledger holds the bet as deducted or settled.
+func waitDeducted(t *testing.T, srv *testServer, player, betID string) {
+	t.Helper()
+	waitFor(t, "the deduction of "+betID, 10*time.Second, func() bool {
+		_, ok, err := srv.Wallet().Lookup(player, betID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	})
+}
+
+// The report's integration test: the client disconnects midway, nothing
+// panics, and the result is retrievable — here, delivered on reconnect.
+func TestDisconnectAfterDeductionRedeliversOnReconnect(t *testing.T) {
+	for _, g := range []string{"goldenclover", "wilddig", "forestteaparty"} {
+		t.Run(g, func(t *testing.T) {
+			srv := startServer(t, gameserver.Config{Game: g, WalletLatency: 300 * time.Millisecond, Retry: fastRetry})
+			c, _ := login(t, srv.Addr(), "carol")
+			c.send(protocol.TypeBet, protocol.Bet{BetID: "b1", Amount: 500})
+			waitDeducted(t, srv, "carol", "b1")
+			c.conn.Close() // mid-settlement: the stake is taken, the win not yet credited
+
+			// The bet settles without the client; the handler finds the
+			// session closed and queues the result; the retries find no
+			// session either and dead-letter it.
+			waitDeadLetters(t, srv, 1)
+			if b, _, _ := srv.Wallet().Lookup("carol", "b1"); b.State != wallet.Settled {
+				t.Fatalf("dead-lettered but not settled: %+v", b)
+			}
+			c2, w := login(t, srv.Addr(), "carol")
+			var r protocol.BetResult
+			c2.expect(protocol.TypeBetResult, &r) // right after Welcome
+			if r.BetID != "b1" || r.PlayerID != "carol" || !r.Redelivered {
+				t.Fatalf("redelivered %+v", r)
+			}
+			if w.Balance != r.Balance || r.Balance != 1_000_000-500+r.Win {
+				t.Fatalf("welcome balance %d, result %+v", w.Balance, r)
+			}
+			c2.send(protocol.TypeAck, protocol.Ack{BetID: "b1"})
+			waitFor(t, "the ack", 5*time.Second, func() bool {
+				out, err := srv.Wallet().Outbox("carol")
+				// The length counter follows the commit a moment later.
+				return err == nil && len(out) == 0 && srv.Wallet().OutboxLen() == 0
+			})
+			waitDeadLetters(t, srv, 0)
+
+			// Acked: a later reconnect gets nothing more.
+			c3, _ := login(t, srv.Addr(), "carol")
+			c3.send(protocol.TypePing, protocol.Ping{})
+			c3.expect(protocol.TypePong, nil)
+
+			if files := stacktraceFiles(t, srv.Config().LogDir); len(files) != 0 {
+				t.Fatalf("patched server wrote stacktraces: %v", files)
+			}
+			reg := srv.Registry()
+			if n := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); n != 0 {
+				t.Errorf("nil_session_attempts_total = %v, want 0", n)
+			}
+			if n := metricValue(t, reg, metrics.PanicsRecovered.Name, nil); n != 0 {
+				t.Errorf("panics = %v", n)
+			}
+			queued := metricValue(t, reg, metrics.BetResults.Name, map[string]string{metrics.LabelOutcome: metrics.OutcomeQueued})
+			if queued != 1 {
+				t.Errorf("bet results queued = %v, want 1 (where the result went first)", queued)
+			}
+		})
+	}
+}
+
+func TestDisconnectBeforeDeductionAborts(t *testing.T) {
+	srv := startServer(t, gameserver.Config{WalletLatency: 2 * time.Second})
+	c, _ := login(t, srv.Addr(), "dave")
+	c.send(protocol.TypeBet, protocol.Bet{BetID: "b1", Amount: 500})
+	// Wait until the server holds the bet in flight, then leave.
+	waitFor(t, "the bet in flight", 5*time.Second, func() bool {
+		return metricValue(t, srv.Registry(), metrics.SessionsActive.Name, nil) == 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	c.conn.Close()
+
+	c2, w := login(t, srv.Addr(), "dave")
+	c2.send(protocol.TypeBalanceRequest, protocol.BalanceRequest{}) // waits for the aborted bet
+	var b protocol.Balance
+	c2.expect(protocol.TypeBalance, &b)
+	if b.Balance != 1_000_000 || w.Balance != 1_000_000 {
+		t.Fatalf("balance %d (welcome %d): the aborted bet moved money", b.Balance, w.Balance)
+	}
+	if _, ok, _ := srv.Wallet().Lookup("dave", "b1"); ok {
+		t.Fatal("aborted bet was recorded")
+	}
+	// The client may place it again.
+	c2.send(protocol.TypeBet, protocol.Bet{BetID: "b1", Amount: 500})
+	var r protocol.BetResult
+	c2.expect(protocol.TypeBetResult, &r)
+	if r.Balance != 1_000_000-500+r.Win {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestResentBetIsIdempotent(t *testing.T) {
+	srv := startServer(t, gameserver.Config{})
+	c, _ := login(t, srv.Addr(), "erin")
+	c.send(protocol.TypeBet, protocol.Bet{BetID: "same", Amount: 1000})
+	var r1, r2 protocol.BetResult
+	c.expect(protocol.TypeBetResult, &r1)
+	c.send(protocol.TypeBet, protocol.Bet{BetID: "same", Amount: 1000})
+	c.expect(protocol.TypeBetResult, &r2)
+	if !r2.Redelivered || r2.Balance != r1.Balance || r2.Win != r1.Win {
+		t.Fatalf("resend: first %+v, second %+v", r1, r2)
+	}
+	c.send(protocol.TypeBalanceRequest, protocol.BalanceRequest{})
+	var b protocol.Balance
+	c.expect(protocol.TypeBalance, &b)
+	if b.Balance != 1_000_000-1000+r1.Win {
+		t.Fatalf("balance %d after one bet of 1000 winning %d: deducted twice?", b.Balance, r1.Win)
+	}
+}
+
+// One player never receives another's results: not live, not on
+// reconnect, not by reusing their bet id, not by acking them.
+func TestResultsOnlyReachTheirOwner(t *testing.T) {
+	srv := startServer(t, gameserver.Config{WalletLatency: 200 * time.Millisecond, Retry: fastRetry})
+	// frank bets and leaves mid-settlement: his result is dead-lettered.
+	f, _ := login(t, srv.Addr(), "frank")
+	f.send(protocol.TypeBet, protocol.Bet{BetID: "shared-id", Amount: 100})
+	waitDeducted(t, srv, "frank", "shared-id")
+	f.conn.Close()
+	waitDeadLetters(t, srv, 1)
+
+	// grace logs in, acks frank's bet id and bets with the same id.
+	g, _ := login(t, srv.Addr(), "grace")
+	g.send(protocol.TypeAck, protocol.Ack{BetID: "shared-id"})
+	g.send(protocol.TypeBet, protocol.Bet{BetID: "shared-id", Amount: 7})
+	var r protocol.BetResult
+	g.expect(protocol.TypeBetResult, &r)
+	if r.PlayerID != "grace" || r.Amount != 7 || r.Redelivered {
+		t.Fatalf("grace got %+v", r)
+	}
+	g.send(protocol.TypeAck, protocol.Ack{BetID: "shared-id"})
+	g.send(protocol.TypePing, protocol.Ping{})
+	g.expect(protocol.TypePong, nil) // nothing of frank's arrived before
+
+	// frank still gets his own result, once.
+	f2, _ := login(t, srv.Addr(), "frank")
+	var fr protocol.BetResult
+	f2.expect(protocol.TypeBetResult, &fr)
+	if fr.PlayerID != "frank" || fr.Amount != 100 || !fr.Redelivered {
+		t.Fatalf("frank got %+v", fr)
+	}
+	f2.send(protocol.TypePing, protocol.Ping{})
+	f2.expect(protocol.TypePong, nil)
+}
+
+func TestReconnectReplacesSession(t *testing.T) {
+	srv := startServer(t, gameserver.Config{})
+	old, w1 := login(t, srv.Addr(), "heidi")
+	_, w2 := login(t, srv.Addr(), "heidi")
+	if w1.SessionID == w2.SessionID {
+		t.Fatal("same session id")
+	}
+	old.expectClosed()
+	waitFor(t, "one active session", 5*time.Second, func() bool {
+		return metricValue(t, srv.Registry(), metrics.SessionsActive.Name, nil) == 1
+	})
+}
+
+func TestStaleSessionsAreReaped(t *testing.T) {
+	srv := startServer(t, gameserver.Config{StaleAfter: 300 * time.Millisecond, ReapInterval: 50 * time.Millisecond})
+	quiet, _ := login(t, srv.Addr(), "ivan")
+	chatty, _ := login(t, srv.Addr(), "judy")
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		chatty.send(protocol.TypePing, protocol.Ping{})
+		chatty.expect(protocol.TypePong, nil)
+		time.Sleep(50 * time.Millisecond)
+	}
+	quiet.expectClosed()
+	chatty.send(protocol.TypePing, protocol.Ping{})
+	chatty.expect(protocol.TypePong, nil)
+	if n := metricValue(t, srv.Registry(), metrics.SessionsClosed.Name, nil); n != 1 {
+		t.Errorf("sessions closed = %v, want 1", n)
+	}
+}
+
+func TestInsufficientFunds(t *testing.T) {
+	srv := startServer(t, gameserver.Config{InitialBalance: 50})
+	c, _ := login(t, srv.Addr(), "kim")
+	c.send(protocol.TypeBet, protocol.Bet{BetID: "big", Amount: 51})
+	var e protocol.Error
+	c.expect(protocol.TypeError, &e)
+	if e.Code != protocol.CodeInsufficientFunds || e.BetID != "big" {
+		t.Fatalf("error %+v", e)
+	}
+}
+
+func TestManyBetsManyPlayers(t *testing.T) {
+	srv := startServer(t, gameserver.Config{WalletLatency: -1})
+	const players, bets = 8, 25
+	errs := make(chan error, players)
+	for p := range players {
+		go func() {
+			errs <- func() error {
+				player := fmt.Sprintf("p%d", p)
+				c, _ := login(t, srv.Addr(), player)
+				for i := range bets {
+					c.send(protocol.TypeBet, protocol.Bet{BetID: fmt.Sprint(i), Amount: 10})
+				}
+				seen := map[string]bool{}
+				for range bets {
+					f, err := c.read()
+					if err != nil {
+						return err
+					}
+					var r protocol.BetResult
+					if f.Type != protocol.TypeBetResult || f.Decode(&r) != nil || r.PlayerID != player || seen[r.BetID] {
+						return fmt.Errorf("%s: bad result %s %s", player, f.Type, f.Payload)
+					}
+					seen[r.BetID] = true
+					c.send(protocol.TypeAck, protocol.Ack{BetID: r.BetID})
+				}
+				return nil
+			}()
+		}()
+	}
+	for range players {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := metricValue(t, srv.Registry(), metrics.BetResults.Name, map[string]string{metrics.LabelOutcome: metrics.OutcomeDelivered}); n != players*bets {
+		t.Fatalf("delivered = %v, want %d", n, players*bets)
+	}
+}

@@ -1,0 +1,331 @@
+// Package task is the game server's bet flow, structured and named like the
+// incident's arcade-wilddig-gameserver/task package so that stacks read like
+// the report's:
+//
+//	ClientCashDeductRes                    deducts the stake in a goroutine, then
+//	  ClientWildDigGetAPIBetResponse       draws the card and
+//	    ClientCashWinAccountRes            starts the win-credit goroutine,
+//	      ClientGetWilddigReckonBetRes     whose closure settles the bet;
+//	    onWildDigBetClientResp             then the handler sends the result
+//	      clientWrite                      to the player's session.
+//
+// In legacy mode (build 20251030111505) the wilddig and goldenclover handlers
+// write to whatever session the player has at response time — nil after a
+// disconnect — and panic; the reckon goroutine, waiting for the handler to
+// confirm the response, is left behind. In patched mode every fix in the
+// report applies: checked sessions, cancellation before the deduction,
+// settlement that survives the client, retries with backoff, a durable
+// dead-letter outbox delivered on reconnect.
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stackwatch/stackwatch/gameserver/game"
+	"github.com/stackwatch/stackwatch/gameserver/protocol"
+	"github.com/stackwatch/stackwatch/gameserver/session"
+	"github.com/stackwatch/stackwatch/gameserver/stacktool"
+	"github.com/stackwatch/stackwatch/gameserver/wallet"
+	"github.com/stackwatch/stackwatch/metrics"
+)
+
+// Session is a player's connection as the bet flow sees it. It is an
+// interface, as in the original, so a missing session is the nil interface
+// and prints as {0x0, 0x0} in a stack trace.
+type Session interface {
+	ID() uint64
+	PlayerID() string
+	Write(data []byte, size int) error
+	IsClosed() bool
+}
+
+// ClosedSessionMsg is forestteaparty's warning when a result finds the
+// player's session closed (the report's log line, in English).
+const ClosedSessionMsg = "[Client] Gate session closed, message cannot be sent"
+
+// Metrics are the collectors the flow updates. Build them with NewMetrics.
+type Metrics struct {
+	NilSessionAttempts  prometheus.Counter
+	ClientWriteFailures *prometheus.CounterVec
+	BetDuration         prometheus.Histogram
+	BetResults          *prometheus.CounterVec
+}
+
+// NewMetrics builds the flow's collectors from the catalog, with every label
+// value present from the start.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		NilSessionAttempts:  metrics.NilSessionAttempts.NewCounter(),
+		ClientWriteFailures: metrics.ClientWriteFailures.NewCounterVec(),
+		BetDuration:         metrics.BetDuration.NewHistogram(),
+		BetResults:          metrics.BetResults.NewCounterVec(),
+	}
+	for _, r := range []string{metrics.ReasonNilSession, metrics.ReasonClosedSession, metrics.ReasonIOError, metrics.ReasonTimeout} {
+		m.ClientWriteFailures.WithLabelValues(r)
+	}
+	for _, o := range []string{metrics.OutcomeDelivered, metrics.OutcomeQueued, metrics.OutcomeDeadLettered, metrics.OutcomeFailed} {
+		m.BetResults.WithLabelValues(o)
+	}
+	return m
+}
+
+// Collectors lists the collectors for registration.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.NilSessionAttempts, m.ClientWriteFailures, m.BetDuration, m.BetResults}
+}
+
+// RetryPolicy bounds live redelivery of a result whose session was gone.
+type RetryPolicy struct {
+	Base     time.Duration // first delay
+	Max      time.Duration // cap on one delay
+	Tries    int           // tries before the result is dead-lettered
+	MaxQueue int           // queue bound; beyond it results go straight to the dead-letter store
+}
+
+// DefaultRetryPolicy retries for about seven seconds.
+var DefaultRetryPolicy = RetryPolicy{Base: 50 * time.Millisecond, Max: 2 * time.Second, Tries: 8, MaxQueue: 100_000}
+
+// Config wires a Task.
+type Config struct {
+	Game     *game.Game
+	Legacy   bool
+	Wallet   *wallet.Wallet
+	Sessions *session.Manager
+	Recorder *stacktool.Recorder
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	Retry    RetryPolicy // zero means DefaultRetryPolicy
+}
+
+// Task runs bets for one game.
+type Task struct {
+	game     *game.Game
+	legacy   bool
+	wallet   *wallet.Wallet
+	sessions *session.Manager
+	rec      *stacktool.Recorder
+	m        *Metrics
+	log      *slog.Logger
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup // bet and win-credit goroutines
+
+	inflightMu sync.Mutex
+	inflight   map[string]*inflight
+
+	retry *retrier
+	leaks leakRegistry
+}
+
+type inflight struct {
+	n    int
+	idle chan struct{}
+}
+
+// New builds a Task. Call Close when done.
+func New(cfg Config) (*Task, error) {
+	if cfg.Game == nil || cfg.Wallet == nil || cfg.Sessions == nil || cfg.Recorder == nil {
+		return nil, errors.New("task: Game, Wallet, Sessions and Recorder are required")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Retry == (RetryPolicy{}) {
+		cfg.Retry = DefaultRetryPolicy
+	}
+	t := &Task{
+		game: cfg.Game, legacy: cfg.Legacy, wallet: cfg.Wallet, sessions: cfg.Sessions, rec: cfg.Recorder,
+		m: cfg.Metrics, log: cfg.Logger, closing: make(chan struct{}), inflight: make(map[string]*inflight),
+	}
+	t.retry = newRetrier(t, cfg.Retry)
+	t.leaks.init()
+	if t.legacy {
+		legacyTasks.Add(1)
+	}
+	return t, nil
+}
+
+// Run drives the retry queue until ctx ends.
+func (t *Task) Run(ctx context.Context) { t.retry.run(ctx) }
+
+// Close stops new work, releases the goroutines legacy mode leaked (so a
+// test's leak check passes) and waits for every bet goroutine.
+func (t *Task) Close() {
+	t.closeOnce.Do(func() {
+		close(t.closing)
+		t.leaks.releaseAll()
+		t.wg.Wait()
+		if t.legacy {
+			legacyTasks.Add(-1)
+		}
+	})
+}
+
+// Legacy reports whether the task runs build 20251030111505's behaviour.
+func (t *Task) Legacy() bool { return t.legacy }
+
+// Pending is the number of results waiting in the retry queue.
+func (t *Task) Pending() int { return t.retry.len() }
+
+// LeakedGoroutines is the number of legacy reckon goroutines still waiting.
+func (t *Task) LeakedGoroutines() int { return t.leaks.len() }
+
+// bet is one bet in flight.
+type bet struct {
+	player string
+	id     string
+	amount int64
+	start  time.Time
+
+	outcomeOnce atomic.Bool
+	responded   *waiter // legacy: the handler's confirmation the reckon waits for
+}
+
+func (t *Task) outcome(b *bet, outcome string) {
+	if b.outcomeOnce.CompareAndSwap(false, true) {
+		t.m.BetResults.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (t *Task) begin(player string) {
+	t.inflightMu.Lock()
+	defer t.inflightMu.Unlock()
+	f := t.inflight[player]
+	if f == nil {
+		f = &inflight{idle: make(chan struct{})}
+		t.inflight[player] = f
+	}
+	f.n++
+}
+
+func (t *Task) end(player string) {
+	t.inflightMu.Lock()
+	defer t.inflightMu.Unlock()
+	f := t.inflight[player]
+	if f == nil {
+		return
+	}
+	if f.n--; f.n == 0 {
+		close(f.idle)
+		delete(t.inflight, player)
+	}
+}
+
+// Balance returns the player's ledger balance once every bet received from
+// them so far has settled.
+func (t *Task) Balance(ctx context.Context, player string) (int64, error) {
+	t.inflightMu.Lock()
+	f := t.inflight[player]
+	t.inflightMu.Unlock()
+	if f != nil {
+		select {
+		case <-f.idle:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-t.closing:
+			return 0, errors.New("task: shutting down")
+		}
+	}
+	return t.wallet.Balance(player)
+}
+
+// lookup returns the player's current session, or the nil interface.
+func (t *Task) lookup(player string) Session {
+	if s, ok := t.sessions.Get(player); ok {
+		return s
+	}
+	return nil
+}
+
+// countWriteFailure records a failed clientWrite by reason.
+func (t *Task) countWriteFailure(err error) {
+	reason := metrics.ReasonIOError
+	switch {
+	case errors.Is(err, ErrSessionNil):
+		reason = metrics.ReasonNilSession
+		t.m.NilSessionAttempts.Inc()
+	case errors.Is(err, ErrSessionClosed):
+		reason = metrics.ReasonClosedSession
+	case session.IsTimeout(err):
+		reason = metrics.ReasonTimeout
+	}
+	t.m.ClientWriteFailures.WithLabelValues(reason).Inc()
+}
+
+var errWrongOwner = errors.New("task: session belongs to another player")
+
+// deliver writes a result to session, which must belong to player: a
+// result only ever goes to its owner.
+func (t *Task) deliver(s Session, player string, data []byte) error {
+	if s != nil && s.PlayerID() != player {
+		t.log.Error("refusing to deliver a result to another player's session",
+			"owner", player, "session_player", s.PlayerID(), "session", s.ID())
+		return errWrongOwner
+	}
+	err := clientWrite(s, data, len(data))
+	if err != nil {
+		t.countWriteFailure(err)
+	}
+	return err
+}
+
+// sendError tells the player's current session that a bet failed.
+func (t *Task) sendError(player string, e *protocol.Error) {
+	s := t.lookup(player)
+	if s == nil || s.IsClosed() {
+		return
+	}
+	data, err := protocol.Marshal(protocol.TypeError, e)
+	if err != nil {
+		return
+	}
+	if err := t.deliver(s, player, data); err != nil {
+		t.log.Debug("error reply not sent", "player", player, "err", err)
+	}
+}
+
+// Redeliver sends session every unacknowledged result its player has in the
+// outbox, flagged Redelivered. Call it right after Welcome.
+func (t *Task) Redeliver(s Session) (int, error) {
+	player := s.PlayerID()
+	t.retry.dropPlayer(player)
+	results, err := t.wallet.Outbox(player)
+	if err != nil {
+		return 0, fmt.Errorf("task: outbox for %s: %w", player, err)
+	}
+	n := 0
+	for _, res := range results {
+		if res.PlayerID != player {
+			t.log.Error("outbox entry has another owner; not delivered", "player", player, "owner", res.PlayerID, "bet_id", res.BetID)
+			continue
+		}
+		res.Redelivered = true
+		data, err := protocol.Marshal(protocol.TypeBetResult, res)
+		if err != nil {
+			return n, err
+		}
+		if err := t.deliver(s, player, data); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Ack forgets a result the player confirmed.
+func (t *Task) Ack(player, betID string) {
+	t.retry.drop(player, betID)
+	t.wallet.Ack(player, betID)
+}

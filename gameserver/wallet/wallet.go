@@ -1,0 +1,555 @@
+// Package wallet is the game server's durable ledger, kept in a bbolt file
+// under the data directory.
+//
+// A bet moves through two transactions. Deduct takes the stake and records
+// the bet in one transaction; Settle credits the win, records the result and
+// (with an outbox) stores the result for delivery in another. Both are
+// idempotent by (player, bet id): a resent bet never deducts twice and a
+// settled bet never credits twice. Bets deducted but never settled — the
+// process died in between — are settled on Open, deterministically, so a
+// SIGKILL loses nothing. Results stay in the outbox until the player acks
+// them.
+package wallet
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/stackwatch/stackwatch/gameserver/game"
+	"github.com/stackwatch/stackwatch/gameserver/protocol"
+)
+
+// FileName is the ledger's file name inside the data directory.
+const FileName = "wallet.db"
+
+// DefaultInitialBalance is a new player's balance.
+const DefaultInitialBalance = 1_000_000
+
+var (
+	bucketAccounts = []byte("accounts") // player → balance (int64, big endian)
+	bucketBets     = []byte("bets")     // player\x00betID → Bet (JSON)
+	bucketOutbox   = []byte("outbox")   // player\x00betID → outboxEntry (JSON)
+	bucketMeta     = []byte("meta")
+	keySchema      = []byte("schema")
+	schemaVersion  = []byte("stackwatch-wallet-v1")
+)
+
+// Errors.
+var (
+	ErrInsufficientFunds = errors.New("wallet: insufficient funds")
+	ErrUnknownBet        = errors.New("wallet: unknown bet")
+	ErrLocked            = errors.New("wallet: ledger is locked by another process")
+	ErrBadBet            = errors.New("wallet: invalid bet")
+)
+
+// State of a bet in the ledger.
+type State string
+
+// Bet states.
+const (
+	Deducted State = "deducted" // stake taken, not yet settled
+	Settled  State = "settled"  // win credited, result recorded
+)
+
+// Bet is one bet's ledger record.
+type Bet struct {
+	Player  string              `json:"player"`
+	BetID   string              `json:"bet_id"`
+	Game    string              `json:"game"`
+	Amount  int64               `json:"amount"`
+	State   State               `json:"state"`
+	Created time.Time           `json:"created"`
+	Result  *protocol.BetResult `json:"result,omitempty"`
+}
+
+type outboxEntry struct {
+	Result protocol.BetResult `json:"result"`
+	Dead   bool               `json:"dead,omitempty"`
+}
+
+// Options configure a Wallet.
+type Options struct {
+	// InitialBalance is a new player's balance (DefaultInitialBalance if 0).
+	InitialBalance int64
+	// Latency is slept inside Deduct, before the stake is taken, and inside
+	// Settle, before the win is credited, the way a remote cash API would
+	// answer; it widens the disconnect race. Deduct's sleep honours the
+	// context (a cancelled bet is not deducted); Settle's does not, since a
+	// deducted bet must settle.
+	Latency time.Duration
+	// Outbox keeps every settled result until acked. The legacy server had
+	// none.
+	Outbox bool
+	// LockTimeout bounds the wait for the file lock (1s if 0).
+	LockTimeout time.Duration
+	// MaxBatchDelay is how long concurrent updates wait to share one
+	// transaction and fsync (1ms if 0).
+	MaxBatchDelay time.Duration
+}
+
+// Wallet is the ledger. Its methods are safe for concurrent use.
+type Wallet struct {
+	db      *bolt.DB
+	opts    Options
+	dead    atomic.Int64 // dead-lettered outbox entries
+	pending atomic.Int64 // outbox entries
+
+	// Acks are applied by a background flusher, many per transaction, so a
+	// connection never waits for an ack's commit. Until flushed they are
+	// hidden from Outbox and InOutbox. An ack lost to a crash only means
+	// one more redelivery, which at-least-once delivery allows.
+	ackMu   sync.Mutex
+	acks    map[string]struct{}
+	ackKick chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	closeMu sync.Once
+}
+
+// Open opens (creating if needed) the ledger in dir.
+func Open(dir string, opts Options) (*Wallet, error) {
+	if opts.InitialBalance == 0 {
+		opts.InitialBalance = DefaultInitialBalance
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.MaxBatchDelay == 0 {
+		opts.MaxBatchDelay = time.Millisecond
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wallet: data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (is another gameserver using this -data-dir?)", ErrLocked, path)
+	case err != nil:
+		return nil, fmt.Errorf("wallet: open %s: %w (the file is not a usable ledger; move it aside to start empty)", path, err)
+	}
+	db.MaxBatchDelay = opts.MaxBatchDelay
+	w := &Wallet{db: db, opts: opts, acks: make(map[string]struct{}), ackKick: make(chan struct{}, 1),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	if err := w.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("wallet: %s: %w", path, err)
+	}
+	go w.flushAcks()
+	return w, nil
+}
+
+func (w *Wallet) init() error {
+	return w.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			if err := meta.Put(keySchema, schemaVersion); err != nil {
+				return err
+			}
+		case !bytes.Equal(v, schemaVersion):
+			return fmt.Errorf("unknown ledger schema %q", v)
+		}
+		for _, b := range [][]byte{bucketAccounts, bucketBets, bucketOutbox} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		var n, dead int64
+		err = tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			var e outboxEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("outbox entry %q: %w", k, err)
+			}
+			n++
+			if e.Dead {
+				dead++
+			}
+			return nil
+		})
+		w.pending.Store(n)
+		w.dead.Store(dead)
+		return err
+	})
+}
+
+// Close applies pending acks and closes the ledger.
+func (w *Wallet) Close() error {
+	w.closeMu.Do(func() {
+		close(w.stop)
+		<-w.stopped
+	})
+	return w.db.Close()
+}
+
+// Path is the ledger file.
+func (w *Wallet) Path() string { return w.db.Path() }
+
+func key(player, betID string) []byte { return []byte(player + "\x00" + betID) }
+
+// ValidBetID reports whether id is usable as a bet id: 1-128 bytes of
+// printable ASCII without spaces.
+func ValidBetID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *Wallet) balance(tx *bolt.Tx, player string) int64 {
+	v := tx.Bucket(bucketAccounts).Get([]byte(player))
+	if len(v) != 8 {
+		return w.opts.InitialBalance
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func putBalance(tx *bolt.Tx, player string, bal int64) error {
+	return tx.Bucket(bucketAccounts).Put([]byte(player), binary.BigEndian.AppendUint64(nil, uint64(bal)))
+}
+
+func getBet(tx *bolt.Tx, k []byte) (Bet, bool, error) {
+	v := tx.Bucket(bucketBets).Get(k)
+	if v == nil {
+		return Bet{}, false, nil
+	}
+	var b Bet
+	if err := json.Unmarshal(v, &b); err != nil {
+		return Bet{}, false, fmt.Errorf("wallet: bet record %q: %w", k, err)
+	}
+	return b, true, nil
+}
+
+func putBet(tx *bolt.Tx, b Bet) error {
+	v, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketBets).Put(key(b.Player, b.BetID), v)
+}
+
+// Balance is the player's balance now.
+func (w *Wallet) Balance(player string) (int64, error) {
+	var bal int64
+	err := w.db.View(func(tx *bolt.Tx) error {
+		bal = w.balance(tx, player)
+		return nil
+	})
+	return bal, err
+}
+
+// Deduct takes a bet's stake and records the bet, in one transaction. If
+// the player already placed this bet id, nothing changes and the recorded
+// bet is returned with existed set. If ctx ends during the wallet latency,
+// nothing is deducted and ctx's error is returned.
+func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amount int64) (b Bet, existed bool, err error) {
+	if !ValidBetID(betID) || amount <= 0 || amount > game.MaxBet || player == "" {
+		return Bet{}, false, fmt.Errorf("%w: id %q amount %d", ErrBadBet, betID, amount)
+	}
+	if w.opts.Latency > 0 {
+		t := time.NewTimer(w.opts.Latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Bet{}, false, ctx.Err()
+		}
+	}
+	// Checked here rather than inside the transaction: a failing function
+	// makes bbolt rerun its whole batch. A cancel landing later means the
+	// stake is taken and the bet settles for a client that has gone.
+	if err := ctx.Err(); err != nil {
+		return Bet{}, false, err
+	}
+	k := key(player, betID)
+	err = w.db.Batch(func(tx *bolt.Tx) error {
+		got, ok, err := getBet(tx, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			b, existed = got, true
+			return nil
+		}
+		bal := w.balance(tx, player)
+		if bal < amount {
+			return ErrInsufficientFunds
+		}
+		if err := putBalance(tx, player, bal-amount); err != nil {
+			return err
+		}
+		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC()}, false
+		return putBet(tx, b)
+	})
+	return b, existed, err
+}
+
+// Settle credits a deducted bet's win and records its result (and puts it in
+// the outbox), in one transaction. Settling a settled bet returns the
+// recorded result and changes nothing.
+func (w *Wallet) Settle(player, betID string, card game.Card) (protocol.BetResult, error) {
+	if w.opts.Latency > 0 {
+		time.Sleep(w.opts.Latency)
+	}
+	return w.settle(player, betID, card)
+}
+
+func (w *Wallet) settle(player, betID string, card game.Card) (protocol.BetResult, error) {
+	k := key(player, betID)
+	var res protocol.BetResult
+	err := w.db.Batch(func(tx *bolt.Tx) error {
+		b, ok, err := getBet(tx, k)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s/%s", ErrUnknownBet, player, betID)
+		}
+		if b.State == Settled && b.Result != nil {
+			res = *b.Result
+			return nil
+		}
+		bal := w.balance(tx, player) + card.Win
+		if err := putBalance(tx, player, bal); err != nil {
+			return err
+		}
+		res = protocol.BetResult{BetID: betID, PlayerID: player, Game: b.Game, Amount: b.Amount,
+			Win: card.Win, Balance: bal, Symbols: card.Symbols}
+		b.State, b.Result = Settled, &res
+		if err := putBet(tx, b); err != nil {
+			return err
+		}
+		if !w.opts.Outbox {
+			return nil
+		}
+		v, err := json.Marshal(outboxEntry{Result: res})
+		if err != nil {
+			return err
+		}
+		tx.OnCommit(func() { w.pending.Add(1) })
+		return tx.Bucket(bucketOutbox).Put(k, v)
+	})
+	return res, err
+}
+
+// Lookup returns a player's bet record.
+func (w *Wallet) Lookup(player, betID string) (Bet, bool, error) {
+	var b Bet
+	var ok bool
+	err := w.db.View(func(tx *bolt.Tx) (err error) {
+		b, ok, err = getBet(tx, key(player, betID))
+		return err
+	})
+	return b, ok, err
+}
+
+// Unsettled lists bets deducted but not settled.
+func (w *Wallet) Unsettled() ([]Bet, error) {
+	var out []Bet
+	err := w.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
+			var b Bet
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("wallet: bet record %q: %w", k, err)
+			}
+			if b.State != Settled {
+				out = append(out, b)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Recover settles every unsettled bet with its deterministic draw and
+// returns the results. Run it before serving, when no bet is in flight.
+func (w *Wallet) Recover() ([]protocol.BetResult, error) {
+	bets, err := w.Unsettled()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]protocol.BetResult, 0, len(bets))
+	for _, b := range bets {
+		g, err := game.Lookup(b.Game)
+		if err != nil {
+			return out, fmt.Errorf("wallet: recover %s/%s: %w", b.Player, b.BetID, err)
+		}
+		res, err := w.settle(b.Player, b.BetID, g.Draw(b.Player, b.BetID, b.Amount))
+		if err != nil {
+			return out, fmt.Errorf("wallet: recover %s/%s: %w", b.Player, b.BetID, err)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// Outbox lists the player's unacknowledged results, oldest bet id first.
+func (w *Wallet) Outbox(player string) ([]protocol.BetResult, error) {
+	var out []protocol.BetResult
+	prefix := []byte(player + "\x00")
+	err := w.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if w.acked(k) {
+				continue
+			}
+			var e outboxEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("wallet: outbox entry %q: %w", k, err)
+			}
+			out = append(out, e.Result)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// InOutbox reports whether the player's result still awaits an ack.
+func (w *Wallet) InOutbox(player, betID string) bool {
+	k := key(player, betID)
+	if w.acked(k) {
+		return false
+	}
+	var ok bool
+	w.db.View(func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketOutbox).Get(k) != nil
+		return nil
+	})
+	return ok
+}
+
+// MarkDead flags an outbox entry as dead-lettered: live retries gave up and
+// it waits for the player's reconnect.
+func (w *Wallet) MarkDead(player, betID string) error {
+	k := key(player, betID)
+	return w.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		v := b.Get(k)
+		if v == nil {
+			return nil // acked meanwhile
+		}
+		var e outboxEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("wallet: outbox entry %q: %w", k, err)
+		}
+		if e.Dead {
+			return nil
+		}
+		e.Dead = true
+		nv, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		tx.OnCommit(func() { w.dead.Add(1) })
+		return b.Put(k, nv)
+	})
+}
+
+// Ack removes a player's result from the outbox. It returns at once; the
+// removal is committed shortly after (see Flush). Only the owner can ack: the
+// key includes the player.
+func (w *Wallet) Ack(player, betID string) {
+	w.ackMu.Lock()
+	w.acks[string(key(player, betID))] = struct{}{}
+	w.ackMu.Unlock()
+	select {
+	case w.ackKick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Wallet) acked(k []byte) bool {
+	w.ackMu.Lock()
+	defer w.ackMu.Unlock()
+	_, ok := w.acks[string(k)]
+	return ok
+}
+
+func (w *Wallet) flushAcks() {
+	defer close(w.stopped)
+	for {
+		select {
+		case <-w.ackKick:
+			if err := w.Flush(); err != nil {
+				// The acks stay queued and are retried with the next ones.
+				time.Sleep(10 * time.Millisecond)
+			}
+		case <-w.stop:
+			w.Flush()
+			return
+		}
+	}
+}
+
+// Flush commits the acks received so far, in one transaction.
+func (w *Wallet) Flush() error {
+	w.ackMu.Lock()
+	n := len(w.acks)
+	keys := make([]string, 0, n)
+	for k := range w.acks {
+		keys = append(keys, k)
+	}
+	w.ackMu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	err := w.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		var removed, dead int64
+		for _, k := range keys {
+			v := b.Get([]byte(k))
+			if v == nil {
+				continue
+			}
+			var e outboxEntry
+			_ = json.Unmarshal(v, &e) // a corrupt entry is still removed
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+			removed++
+			if e.Dead {
+				dead++
+			}
+		}
+		tx.OnCommit(func() {
+			w.pending.Add(-removed)
+			w.dead.Add(-dead)
+		})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("wallet: apply acks: %w", err)
+	}
+	w.ackMu.Lock()
+	for _, k := range keys {
+		delete(w.acks, k)
+	}
+	w.ackMu.Unlock()
+	return nil
+}
+
+// DeadLetters is the number of dead-lettered results awaiting a reconnect.
+func (w *Wallet) DeadLetters() int64 { return w.dead.Load() }
+
+// OutboxLen is the number of unacknowledged results.
+func (w *Wallet) OutboxLen() int64 { return w.pending.Load() }
