@@ -1,0 +1,193 @@
+package loadgen_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/stackwatch/stackwatch/loadgen"
+	"github.com/stackwatch/stackwatch/metrics"
+)
+
+// buildGameserver compiles cmd/gameserver into dir.
+func buildGameserver(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "gameserver")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gameserver")
+	cmd.Dir = ".." // the module root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/gameserver: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a game server running as a child process.
+type proc struct {
+	cmd         *exec.Cmd
+	addr, admin string
+	stderrDone  chan struct{}
+	waited      bool
+}
+
+// startProc runs the gameserver binary and waits for its "listening" line.
+func startProc(t *testing.T, bin, listen, logDir, dataDir string) (*proc, error) {
+	t.Helper()
+	cmd := exec.Command(bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
+		"-log-dir", logDir, "-data-dir", dataDir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, stderrDone: make(chan struct{})}
+	listening := make(chan [2]string, 1)
+	var tail strings.Builder // the last lines, for a failure message
+	var tailMu sync.Mutex
+	go func() {
+		defer close(p.stderrDone)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct{ Msg, Addr, Admin string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				listening <- [2]string{line.Addr, line.Admin}
+			}
+			tailMu.Lock()
+			if tail.Len() < 4096 {
+				tail.WriteString(sc.Text() + "\n")
+			}
+			tailMu.Unlock()
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
+	select {
+	case a := <-listening:
+		p.addr, p.admin = a[0], a[1]
+		return p, nil
+	case <-p.stderrDone:
+		p.kill(syscall.SIGKILL)
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		return nil, fmt.Errorf("gameserver exited before listening:\n%s", tail.String())
+	case <-time.After(30 * time.Second):
+		p.kill(syscall.SIGKILL)
+		return nil, fmt.Errorf("gameserver did not log \"listening\" within 30s")
+	}
+}
+
+// kill signals the process and reaps it.
+func (p *proc) kill(sig syscall.Signal) {
+	if p.waited {
+		return
+	}
+	p.waited = true
+	p.cmd.Process.Signal(sig)
+	<-p.stderrDone
+	p.cmd.Wait()
+}
+
+func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// TestSIGKILLUnderLoad kills the patched server with SIGKILL while players
+// bet, restarts it on the same data directory, and requires that the run
+// still ends with no bet lost and every wallet matching its results.
+func TestSIGKILLUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process; skipped with -short")
+	}
+	bin := buildGameserver(t, t.TempDir())
+	logDir, dataDir := t.TempDir(), t.TempDir()
+	first, err := startProc(t, bin, "127.0.0.1:0", logDir, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target atomic.Pointer[string]
+	target.Store(&first.addr)
+
+	type outcome struct {
+		sum loadgen.Summary
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		s, err := loadgen.Run(testCtx(t, 2*time.Minute), loadgen.Config{Target: func() string { return *target.Load() },
+			Clients: 50, Duration: 8 * time.Second, Disconnect: 0.2, Drain: 30 * time.Second})
+		done <- outcome{s, err}
+	}()
+
+	time.Sleep(3 * time.Second)
+	before := scrape(t, first.admin)[metrics.BetResults.Name]
+	first.kill(syscall.SIGKILL)
+	if before == nil {
+		t.Fatal("no bets settled before the kill")
+	}
+
+	// Same port if the kernel lets us have it back; else a new one, which
+	// the players follow.
+	second, err := startProc(t, bin, first.addr, logDir, dataDir)
+	if err != nil {
+		t.Logf("restart on %s failed (%v); restarting on a new port", first.addr, err)
+		if second, err = startProc(t, bin, "127.0.0.1:0", logDir, dataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target.Store(&second.addr)
+	t.Logf("killed the server on %s mid-run; restarted it on %s", first.addr, second.addr)
+
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	sum := res.sum
+	t.Logf("loadgen: %s", sum)
+	if !sum.OK() || sum.Lost != 0 || sum.DuplicateSettlements != 0 || sum.BalanceMismatches != 0 || sum.BalanceChecks != 50 {
+		t.Fatalf("run across SIGKILL failed: %s", sum)
+	}
+	after := scrape(t, second.admin)
+	var settledAfter float64
+	if mf := after[metrics.BetResults.Name]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			settledAfter += m.GetCounter().GetValue()
+		}
+	}
+	if settledAfter == 0 {
+		t.Fatal("the restarted server settled no bets: the kill did not land mid-run")
+	}
+	if sum.DialFailures == 0 && sum.Reconnects <= sum.Disconnects {
+		t.Fatalf("no player noticed the kill: %s", sum)
+	}
+	second.kill(syscall.SIGTERM)
+	if files := stacktraceFiles(t, logDir); len(files) != 0 {
+		t.Fatalf("stacktrace files after the crash: %v", files)
+	}
+}
