@@ -1,0 +1,353 @@
+// Package sidecar runs stackwatch's sidecar: it watches a game server's log
+// directory for stacktrace files, parses and groups the panics in them,
+// tails the server's JSON log for closed-session warnings, applies retention,
+// and serves Prometheus metrics and a JSON API.
+//
+// Other parts plug in through three hooks: Mux (add HTTP routes before Run),
+// Registerer (register collectors; every series gets service="<name>") and
+// Config.Components (run alongside the sidecar and stopped with it).
+// Config.OnPanics reports each batch of newly counted panics, e.g. to capture
+// a goroutine dump on a burst.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/logtail"
+	"github.com/stackwatch/stackwatch/sidecar/retention"
+	"github.com/stackwatch/stackwatch/sidecar/state"
+	"github.com/stackwatch/stackwatch/sidecar/watch"
+)
+
+// ClosedSessionMsg is the msg of the game server's closed-session warning
+// (forestteaparty's graceful path), counted in the server's JSON log.
+const ClosedSessionMsg = "[Client] Gate session closed, message cannot be sent"
+
+// DefaultServerLog is the server log's name inside the log directory.
+const DefaultServerLog = "gameserver.log"
+
+// Component is run alongside the sidecar by Run, with the same context.
+type Component interface {
+	Run(ctx context.Context) error
+}
+
+// ComponentFunc adapts a function to Component.
+type ComponentFunc func(ctx context.Context) error
+
+// Run calls f.
+func (f ComponentFunc) Run(ctx context.Context) error { return f(ctx) }
+
+// Config configures a Sidecar. Zero values take the defaults noted.
+type Config struct {
+	Service string // required: the service label on every series
+	LogDir  string // required: where the server writes stacktrace files
+	DataDir string // required: where state.json is kept
+
+	Pattern        string        // default "*.stacktrace.log"
+	Settle         time.Duration // quiet period for files written in place; default watch.DefaultSettle
+	RescanInterval time.Duration // safety rescan period; default 1m
+	PollInterval   time.Duration // polling period without inotify; default 250ms
+	ForcePoll      bool          // poll even when inotify works
+
+	// ServerLog is the server's JSON log; default <LogDir>/gameserver.log,
+	// "-" disables tailing.
+	ServerLog    string
+	TailInterval time.Duration // default 250ms
+
+	Retention         retention.Policy // off by default
+	RetentionInterval time.Duration    // default 1m
+
+	MaxSiteLabels int           // crash_site label budget; default crash.DefaultMaxSiteLabels
+	StateInterval time.Duration // how often state is saved when changed; default 1s
+	// IncompleteAfter is how long a file may stay empty or hold only a
+	// panic message before it counts as a parse failure; default 1m.
+	IncompleteAfter time.Duration
+
+	// Target is the game server's admin URL, for components that scrape it.
+	Target string
+
+	Logger *slog.Logger
+
+	// Auth, if set, wraps the /api/v1 routes the sidecar serves (e.g.
+	// bearer.Middleware): crash examples can carry player data. /metrics,
+	// /healthz and /readyz stay open.
+	Auth func(http.Handler) http.Handler
+
+	// Components run alongside the sidecar (e.g. the goroutine profiler).
+	// An error from one is logged and does not stop the others.
+	Components []Component
+	// OnPanics, if set, is called with the number of panics just counted,
+	// from the ingest goroutine, so it must not block. It is not called for
+	// the backlog taken in at start, only for panics that arrive later.
+	OnPanics func(n int)
+}
+
+func (c *Config) defaults() error {
+	switch {
+	case c.Service == "":
+		return errors.New("sidecar: -service is required")
+	case c.LogDir == "":
+		return errors.New("sidecar: -log-dir is required")
+	case c.DataDir == "":
+		return errors.New("sidecar: -data-dir is required")
+	}
+	if c.Pattern == "" {
+		c.Pattern = watch.DefaultPattern
+	}
+	if _, err := filepath.Match(c.Pattern, ""); err != nil {
+		return fmt.Errorf("sidecar: bad pattern %q: %w", c.Pattern, err)
+	}
+	if c.ServerLog == "" {
+		c.ServerLog = filepath.Join(c.LogDir, DefaultServerLog)
+	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Minute
+	}
+	if c.StateInterval <= 0 {
+		c.StateInterval = time.Second
+	}
+	if c.IncompleteAfter <= 0 {
+		c.IncompleteAfter = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Retention.MaxAge < 0 || c.Retention.MaxFiles < 0 || c.Retention.MaxBytes < 0 {
+		return errors.New("sidecar: retention bounds must not be negative")
+	}
+	return nil
+}
+
+// Sidecar is one running sidecar. Build it with New, then Run it.
+type Sidecar struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	wrapped prometheus.Registerer
+	m       *exporter
+	mux     *http.ServeMux
+	store   *state.Store
+	watcher *watch.Watcher
+	tailer  *logtail.Tailer
+	groups  *crash.Groups
+	sites   *crash.SiteLabels
+
+	ready   atomic.Bool
+	healthy atomic.Bool
+	hooks   []func(n int) // OnPanics and AddPanicHook; fixed once Run starts
+	buf     []byte        // read buffer, ingest goroutine only
+	saveMu  sync.Mutex    // serialises Save calls
+
+	mu        sync.Mutex // guards everything below
+	st        *state.State
+	loaded    state.Loaded
+	counts    map[seriesKey]float64 // persisted counter values
+	dirty     bool
+	started   bool                  // the start scan was processed
+	bytes     int64                 // sum of st.Files sizes
+	waiting   map[string]time.Time  // empty or incomplete files: first seen
+	graveyard map[devIno]state.File // removed since the last full scan, for moves
+	groupKeys map[string]struct{}   // crash groups known (their example is set)
+	backlog   map[string]struct{}   // corrupt state: files found at start, not yet read
+	lastPanic int64                 // newest counted panic file's mtime, ns
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// New loads the state, builds the exporter and the watcher. It does not
+// start anything; call Run.
+func New(cfg Config) (*Sidecar, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Sidecar{
+		cfg: cfg, log: cfg.Logger.With("service", cfg.Service),
+		reg: prometheus.NewRegistry(), mux: http.NewServeMux(),
+		groups: crash.NewGroups(), sites: crash.NewSiteLabels(cfg.MaxSiteLabels),
+		counts: map[seriesKey]float64{}, waiting: map[string]time.Time{},
+		graveyard: map[devIno]state.File{}, groupKeys: map[string]struct{}{},
+	}
+	s.healthy.Store(true)
+	if cfg.OnPanics != nil {
+		s.hooks = append(s.hooks, cfg.OnPanics)
+	}
+	var err error
+	if s.store, err = state.NewStore(cfg.DataDir, s.log); err != nil {
+		return nil, err
+	}
+	if s.st, s.loaded, err = s.store.Load(); err != nil {
+		return nil, err
+	}
+	if s.m, err = newExporter(s); err != nil {
+		return nil, err
+	}
+	s.restore()
+
+	s.watcher, err = watch.New(watch.Config{
+		Dir: cfg.LogDir, Pattern: cfg.Pattern, Settle: cfg.Settle, RescanInterval: cfg.RescanInterval,
+		PollInterval: cfg.PollInterval, ForcePoll: cfg.ForcePoll, Logger: s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.watcher.Polling() { // inotify already failed in watch.New
+		s.m.polling.Store(true)
+		s.m.pollingGauge.Set(1)
+	}
+	if cfg.ServerLog != "-" {
+		pos := logtail.Position{}
+		if s.st.Log.Path == cfg.ServerLog {
+			l := s.st.Log
+			pos = logtail.Position{Dev: l.Dev, Ino: l.Ino, Offset: l.Offset, Head: l.Head, HeadN: l.HeadN}
+		}
+		s.tailer, err = logtail.New(logtail.Config{
+			Path: cfg.ServerLog, Interval: cfg.TailInterval, Match: logtail.JSONMsg(ClosedSessionMsg),
+			StartAtEnd: s.loaded.Corrupt, Logger: s.log,
+		}, pos)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+// AddComponent adds a component to run alongside the sidecar (see
+// Config.Components). Call it before Run.
+func (s *Sidecar) AddComponent(c Component) { s.cfg.Components = append(s.cfg.Components, c) }
+
+// AddPanicHook adds a function called like Config.OnPanics (from the ingest
+// goroutine, for panics counted after the backlog; it must not block). Call
+// it before Run.
+func (s *Sidecar) AddPanicHook(f func(n int)) { s.hooks = append(s.hooks, f) }
+
+// Mux is the HTTP mux Run serves; add routes before Run.
+func (s *Sidecar) Mux() *http.ServeMux { return s.mux }
+
+// Handler is the sidecar's HTTP handler (the mux).
+func (s *Sidecar) Handler() http.Handler { return s.mux }
+
+// Registerer registers collectors on the sidecar's registry with the
+// service label attached.
+func (s *Sidecar) Registerer() prometheus.Registerer { return s.wrapped }
+
+// Gatherer is the sidecar's registry, as served on /metrics.
+func (s *Sidecar) Gatherer() prometheus.Gatherer { return s.reg }
+
+// Groups returns the crash groups, largest first.
+func (s *Sidecar) Groups() []crash.Group { return s.groups.Snapshot() }
+
+// Ready reports whether the backlog has been ingested.
+func (s *Sidecar) Ready() bool { return s.ready.Load() }
+
+// Polling reports whether the watcher fell back to polling.
+func (s *Sidecar) Polling() bool { return s.m.polling.Load() }
+
+// Loaded says how the state file was found at start.
+func (s *Sidecar) Loaded() state.Loaded { return s.loaded }
+
+// Run runs the sidecar until ctx is done, serving HTTP on ln unless ln is
+// nil. It saves the state before returning. It returns an error only if the
+// watcher fails for good (the log directory cannot be watched or polled).
+func (s *Sidecar) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		watchErr error
+	)
+	wg.Go(func() {
+		if err := s.watcher.Run(ctx, s.handle); err != nil {
+			watchErr = err
+			s.healthy.Store(false)
+			s.log.Error("watcher stopped", "err", err)
+			cancel()
+		}
+	})
+	if s.tailer != nil {
+		wg.Go(func() { _ = s.tailer.Run(ctx, s.onLogLines) })
+	}
+	wg.Go(func() { s.saveLoop(ctx) })
+	if s.cfg.Retention.Enabled() {
+		wg.Go(func() { s.retentionLoop(ctx) })
+	}
+	for _, c := range s.cfg.Components {
+		wg.Go(func() {
+			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("component stopped", "component", fmt.Sprintf("%T", c), "err", err)
+			}
+		})
+	}
+	if ln != nil {
+		srv := &http.Server{
+			Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http server stopped", "err", err)
+				cancel()
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	<-ctx.Done()
+	wg.Wait()
+	if err := s.save(); err != nil {
+		s.log.Error("final state save failed", "err", err)
+	}
+	return watchErr
+}
+
+func (s *Sidecar) saveLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.StateInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.save(); err != nil {
+				s.log.Error("state save failed; will retry", "path", s.store.Path(), "err", err)
+			}
+		}
+	}
+}
+
+// save writes the state if it changed since the last save.
+func (s *Sidecar) save() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	snap := s.snapshotLocked()
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.store.Save(snap); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}

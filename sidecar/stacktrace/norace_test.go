@@ -1,0 +1,5 @@
+//go:build !race
+
+package stacktrace
+
+const raceEnabled = false
