@@ -1,0 +1,190 @@
+// Command sidecar watches a game server's stacktrace files and log and
+// exports what it finds as Prometheus metrics and a JSON API.
+//
+//	sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]
+//	sidecar analyze [-json] PATH...
+//	sidecar dumps list|pull|diff|leaks|capture -sidecar URL
+//
+// Logs are JSON (log/slog) on stderr. After binding, the sidecar logs
+// {"msg":"listening","addr":"HOST:PORT"}, so -listen may use port 0.
+// SIGINT and SIGTERM shut it down gracefully (state saved).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stackwatch/stackwatch/sidecar"
+	"github.com/stackwatch/stackwatch/sidecar/analyze"
+	"github.com/stackwatch/stackwatch/sidecar/bearer"
+	"github.com/stackwatch/stackwatch/sidecar/dumpcli"
+	"github.com/stackwatch/stackwatch/sidecar/profiler"
+	"github.com/stackwatch/stackwatch/sidecar/watch"
+)
+
+// DefaultListen is the sidecar's default HTTP address (the game server's
+// admin port conventionally takes 9090).
+const DefaultListen = "127.0.0.1:9091"
+
+// subcommands run instead of the sidecar when named as the first argument.
+var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"analyze": analyze.Run,
+	"dumps":   dumpcli.Run,
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "sidecar:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if cmd, ok := subcommands[args[0]]; ok {
+			return cmd(args[1:], stdout, stderr)
+		}
+	}
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := f.sidecar
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: f.level}))
+	cfg.Logger = logger
+	// Crash groups and dumps can carry player data: beyond localhost the API
+	// needs a bearer token, and Resolve refuses to start without one.
+	token, err := bearer.Resolve(f.listen, f.tokenFile)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		cfg.Auth = bearer.Middleware(token)
+	}
+	sc, err := sidecar.New(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Target != "" {
+		pc := f.profiler
+		pc.Target, pc.Service, pc.DataDir, pc.Auth = cfg.Target, cfg.Service, cfg.DataDir, cfg.Auth
+		prof, err := profiler.New(pc, sc.Registerer(), logger)
+		if err != nil {
+			return err
+		}
+		prof.Register(sc.Mux())
+		sc.AddComponent(prof)
+		sc.AddPanicHook(prof.OnPanics)
+	}
+	listen := f.listen
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "service", cfg.Service, "log_dir", cfg.LogDir,
+		"data_dir", cfg.DataDir, "polling", sc.Polling())
+	err = sc.Run(ctx, ln)
+	logger.Info("stopped", "err", err)
+	return err
+}
+
+type flags struct {
+	sidecar   sidecar.Config
+	profiler  profiler.Config
+	listen    string
+	tokenFile string
+	level     slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
+	cfg, pc := &f.sidecar, &f.profiler
+	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]\n"+
+			"       sidecar analyze [-json] PATH...\n"+
+			"       sidecar dumps list|pull|diff|leaks|capture [-sidecar URL] [-token-file F]\n\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Service, "service", "", "service name, the service label on every series (required)")
+	fs.StringVar(&cfg.LogDir, "log-dir", "", "directory the game server writes *.stacktrace.log files to (required)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the sidecar's state (required)")
+	fs.StringVar(&f.listen, "listen", DefaultListen, "HTTP address for /metrics, /api/v1/*, /healthz, /readyz (port 0 picks one)")
+	fs.StringVar(&cfg.Target, "target", "", "game server admin URL (e.g. http://127.0.0.1:9090) for goroutine profiling")
+	fs.StringVar(&cfg.Pattern, "pattern", watch.DefaultPattern, "stacktrace file name pattern")
+	fs.DurationVar(&cfg.Settle, "settle", watch.DefaultSettle, "quiet period before a file written in place is read")
+	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", watch.DefaultRescanInterval, "period of the safety rescan of -log-dir")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", watch.DefaultPollInterval, "polling period when inotify is unavailable")
+	fs.BoolVar(&cfg.ForcePoll, "force-poll", false, "poll -log-dir even when inotify works (e.g. network file systems)")
+	fs.StringVar(&cfg.ServerLog, "server-log", "", `game server JSON log to count closed-session warnings in (default <log-dir>/gameserver.log; "-" disables)`)
+	fs.DurationVar(&cfg.TailInterval, "tail-interval", 250*time.Millisecond, "how often the server log is read")
+	age := new(days)
+	fs.Var(age, "retention-age", "delete stacktrace files older than this (e.g. 7d, 36h; 0 = off)")
+	fs.IntVar(&cfg.Retention.MaxFiles, "retention-max-files", 0, "keep at most this many stacktrace files, deleting the oldest (0 = off)")
+	fs.Int64Var(&cfg.Retention.MaxBytes, "retention-max-bytes", 0, "keep at most this many bytes of stacktrace files (0 = off)")
+	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
+	fs.IntVar(&cfg.MaxSiteLabels, "max-site-labels", 20, "crash_site label values before the rest become \"other\"")
+	fs.DurationVar(&cfg.StateInterval, "state-interval", time.Second, "how often changed state is saved")
+	fs.DurationVar(&cfg.IncompleteAfter, "incomplete-after", time.Minute, "how long a file may stay empty or half written before it counts as a parse failure")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token (required when -listen is beyond localhost)")
+	fs.DurationVar(&pc.Interval, "scrape-interval", 15*time.Second, "period of goroutine profile scrapes of -target")
+	fs.IntVar(&pc.KeepEvery, "dump-every", 20, "keep the first and every Nth scrape as a dump (negative: never)")
+	fs.IntVar(&pc.Dumps.MaxCount, "dump-max-count", 50, "goroutine dumps kept in the ring")
+	fs.Int64Var(&pc.Dumps.MaxBytes, "dump-max-bytes", 64<<20, "bytes of goroutine dumps kept in the ring")
+	fs.IntVar(&pc.GoroutineThreshold, "goroutine-threshold", 10000, "capture a dump when the goroutine count rises to this (0: off)")
+	fs.IntVar(&pc.PanicBurst, "panic-burst", 5, "capture a dump after this many new panics within a minute (negative: off)")
+	fs.IntVar(&pc.Leak.BlockedThreshold, "leak-blocked-threshold", 100, "goroutines blocked at one channel operation that make a leak suspect")
+	fs.IntVar(&pc.LeakProfileEvery, "leak-profile-every", 1, "scrape /debug/pprof/goroutineleak every Nth scrape (negative: never)")
+	lvl := fs.String("log-level", "info", "debug, info, warn or error")
+	if err = fs.Parse(args); err != nil {
+		return
+	}
+	if fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q (subcommands: analyze, dumps)", fs.Arg(0))
+		return
+	}
+	cfg.Retention.MaxAge = time.Duration(*age)
+	if err = f.level.UnmarshalText([]byte(*lvl)); err != nil {
+		err = fmt.Errorf("-log-level: %w", err)
+	}
+	return
+}
+
+// days is a duration flag that also accepts whole days ("7d").
+type days time.Duration
+
+func (d *days) String() string { return time.Duration(*d).String() }
+
+func (d *days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.ParseFloat(n, 64)
+		// !(v >= 0) also rejects NaN; the upper bound keeps the product in range.
+		if err != nil || !(v >= 0) || v > float64(math.MaxInt64)/float64(24*time.Hour) {
+			return fmt.Errorf("bad day count %q", s)
+		}
+		*d = days(v * float64(24*time.Hour))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = days(v)
+	return nil
+}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"go.uber.org/goleak"
+
+	"github.com/stackwatch/stackwatch/gameserver/stacktool"
+	"github.com/stackwatch/stackwatch/metrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/sidecar once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sidecar-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sidecar")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	logs   *bytes.Buffer
+	mu     *sync.Mutex
+	done   chan error
+	exited chan struct{} // closed once Wait returned
+}
+
+// startProc runs the sidecar binary and waits for its "listening" line.
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1), exited: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.Write(sc.Bytes())
+			p.logs.WriteByte('\n')
+			p.mu.Unlock()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
+				addr <- rec.Addr
+			}
+		}
+		p.done <- cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	select {
+	case p.addr = <-addr:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no listening line; logs:\n%s", p.logText())
+	}
+	return p
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not exit")
+	}
+	return nil
+}
+
+// scrape returns the value of the unlabelled (or summed) metric m.
+func (p *proc) scrape(t *testing.T, m metrics.Metric) float64 {
+	t.Helper()
+	r, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	dec := expfmt.NewDecoder(r.Body, expfmt.NewFormat(expfmt.TypeTextPlain))
+	var sum float64
+	for {
+		var mf dto.MetricFamily
+		if err := dec.Decode(&mf); err != nil {
+			if err == io.EOF {
+				return sum
+			}
+			t.Fatal(err)
+		}
+		if mf.GetName() != m.Name {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			if s.Counter != nil {
+				sum += s.Counter.GetValue()
+			} else if s.Gauge != nil {
+				sum += s.Gauge.GetValue()
+			}
+		}
+	}
+}
+
+func (p *proc) waitMetric(t *testing.T, m metrics.Metric, v float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := p.scrape(t, m)
+		if got == v {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v; logs:\n%s", m.Name, got, v, p.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writePanics(t *testing.T, dir string, n int) {
+	t.Helper()
+	rec := &stacktool.Recorder{Dir: dir, Service: "wilddiggr", Logger: slog.New(slog.DiscardHandler)}
+	for range n {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer rec.RecoverFunc()
+			var m map[string]int
+			//lint:ignore SA5000 the point is a real nil map panic
+			m["bet"] = 1
+		}()
+		<-done
+	}
+}
+
+func TestProcessSignalsAndRestart(t *testing.T) {
+	root := t.TempDir()
+	logDir, dataDir := filepath.Join(root, "logs"), filepath.Join(root, "data")
+	os.MkdirAll(logDir, 0o755)
+	args := []string{"-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir,
+		"-listen", "127.0.0.1:0", "-target", "http://127.0.0.1:1", "-state-interval", "50ms"}
+	writePanics(t, logDir, 3)
+	p := startProc(t, args...)
+	p.waitMetric(t, metrics.Panics, 3)
+	writePanics(t, logDir, 2)
+	p.waitMetric(t, metrics.Panics, 5)
+
+	// The JSON API.
+	r, err := http.Get("http://" + p.addr + "/api/v1/crashes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Service string
+		Groups  []struct {
+			Kind  string
+			Count int
+		}
+	}
+	json.NewDecoder(r.Body).Decode(&body)
+	r.Body.Close()
+	if body.Service != "wilddiggr" || len(body.Groups) != 1 || body.Groups[0].Count != 5 || body.Groups[0].Kind != "nil_map_write" {
+		t.Fatalf("crashes: %+v", body)
+	}
+
+	// SIGTERM: graceful, exit 0, state saved.
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logText())
+	}
+	writePanics(t, logDir, 1)
+	p = startProc(t, args...)
+	p.waitMetric(t, metrics.Panics, 6)
+
+	// SIGKILL after the state was saved: still no double count.
+	time.Sleep(200 * time.Millisecond) // four state intervals
+	p.stop(t, syscall.SIGKILL)
+	p = startProc(t, args...)
+	p.waitMetric(t, metrics.StacktraceFiles, 6)
+	time.Sleep(100 * time.Millisecond)
+	if got := p.scrape(t, metrics.Panics); got != 6 {
+		t.Fatalf("panics after SIGKILL restart: %v", got)
+	}
+	if err := p.stop(t, syscall.SIGINT); err != nil {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+
+	// SIGKILL before any save: state and counters roll back together and
+	// the files since are counted again, to the same total.
+	slow := append(slices.Clone(args), "-state-interval", "1h")
+	p = startProc(t, slow...)
+	p.waitMetric(t, metrics.Panics, 6)
+	writePanics(t, logDir, 2)
+	p.waitMetric(t, metrics.Panics, 8)
+	p.stop(t, syscall.SIGKILL)
+	p = startProc(t, slow...)
+	p.waitMetric(t, metrics.Panics, 8)
+	time.Sleep(100 * time.Millisecond)
+	if got := p.scrape(t, metrics.Panics); got != 8 {
+		t.Fatalf("panics after SIGKILL with nothing saved: %v", got)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+func TestAnalyzeSubcommand(t *testing.T) {
+	dir := t.TempDir()
+	writePanics(t, dir, 2)
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"analyze", "-json", dir}, &out, &errb); err != nil {
+		t.Fatalf("analyze: %v\n%s", err, errb.String())
+	}
+	var rep struct {
+		Files  int
+		Groups []struct{ Count int }
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Files != 2 || len(rep.Groups) != 1 || rep.Groups[0].Count != 2 {
+		t.Fatalf("analyze output %s (%v)", out.String(), err)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},                                 // -service missing
+		{"-service", "x", "-log-dir", "l"}, // -data-dir missing
+		{"-service", "x", "-retention-age", "7x"}, // bad duration
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "stray"},
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-log-level", "loud"},
+	} {
+		var errb bytes.Buffer
+		if err := run(context.Background(), args, io.Discard, &errb); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	var d days
+	if err := d.Set("7d"); err != nil || time.Duration(d) != 7*24*time.Hour {
+		t.Fatalf("7d = %v, %v", time.Duration(d), err)
+	}
+	if err := d.Set("36h"); err != nil || time.Duration(d) != 36*time.Hour {
+		t.Fatalf("36h = %v, %v", time.Duration(d), err)
+	}
+	if !strings.Contains(d.String(), "36h") {
+		t.Fatalf("String %q", d.String())
+	}
+}
+
+// FuzzDays checks the -retention-age parser: never a panic, never a
+// negative duration, and what it accepts prints back to the same value.
+func FuzzDays(f *testing.F) {
+	for _, s := range []string{"7d", "0.5d", "36h", "0", "-1d", "1e3d", "d", "", "10m30s", "NaNd", "Infd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d days
+		if err := d.Set(s); err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q gave negative %v", s, time.Duration(d))
+		}
+		var again days
+		if err := again.Set(d.String()); err != nil || again != d {
+			t.Fatalf("%q -> %s -> %v (%v)", s, d.String(), time.Duration(again), err)
+		}
+	})
+}

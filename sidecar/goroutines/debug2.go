@@ -1,0 +1,239 @@
+package goroutines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ParseDebug2 parses a debug=2 text dump: the output of runtime.Stack(buf,
+// true), of /debug/pprof/goroutine?debug=2, or of a crash with
+// GOTRACEBACK=all. Lines before the first goroutine header (a panic message)
+// are skipped; inside a goroutine every line must be a frame, a file:line, a
+// "created by" or an elision marker, else the dump is rejected with the line
+// number. Arguments are ignored, so goroutines that differ only in their
+// arguments share a group.
+//
+// The runtime cuts debug=2 output at 64 MiB (about 60,000 goroutines with
+// ordinary stacks), mid-line. Input that does not end in a newline is taken
+// as cut: the unfinished goroutine is dropped and Truncated is set.
+func ParseDebug2(data []byte) (*Snapshot, error) {
+	p := debug2Parser{groups: make(map[keyHash]*Group)}
+	truncated := len(data) > 0 && data[len(data)-1] != '\n'
+	if truncated {
+		data = data[:bytes.LastIndexByte(data, '\n')+1]
+		p.truncated = true
+	}
+	if err := p.parse(data); err != nil {
+		return nil, err
+	}
+	if p.goroutines == 0 {
+		return nil, errors.New("goroutines: no goroutine header found (not a debug=2 dump)")
+	}
+	s := &Snapshot{Format: FormatDebug2, Truncated: truncated, Groups: make([]*Group, 0, len(p.groups))}
+	for _, g := range p.groups {
+		s.Groups = append(s.Groups, g)
+	}
+	s.finish()
+	return s, nil
+}
+
+type span struct{ fn, file []byte }
+
+type debug2Parser struct {
+	groups     map[keyHash]*Group
+	goroutines int
+	truncated  bool // input was cut: an unfinished last goroutine is dropped
+
+	// the goroutine being read
+	in      bool
+	wait    []byte
+	minutes int
+	frames  []span
+	lines   []int64
+	h       keyHash
+	pending []byte // function line waiting for its file:line
+}
+
+var (
+	prefixGoroutine = []byte("goroutine ")
+	prefixCreatedBy = []byte("created by ")
+)
+
+func (p *debug2Parser) parse(data []byte) error {
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if err := p.line(line); err != nil {
+			return fmt.Errorf("goroutines: debug=2 line %d: %w", lineNo, err)
+		}
+	}
+	return p.endAt(true)
+}
+
+func (p *debug2Parser) line(line []byte) error {
+	if bytes.HasPrefix(line, prefixGoroutine) {
+		if err := p.end(); err != nil {
+			return err
+		}
+		return p.header(line)
+	}
+	if !p.in {
+		return nil // preamble, e.g. the panic message
+	}
+	switch {
+	case len(line) == 0:
+		return p.end()
+	case line[0] == '\t':
+		if p.pending == nil {
+			return errors.New("file:line without a function")
+		}
+		file, n, err := parseFileLine(line[1:])
+		if err != nil {
+			return err
+		}
+		p.frames = append(p.frames, span{p.pending, file})
+		p.lines = append(p.lines, n)
+		p.pending = nil
+		return nil
+	case p.pending != nil:
+		return fmt.Errorf("function %q has no file:line", p.pending)
+	case bytes.HasPrefix(line, prefixCreatedBy):
+		fn := line[len(prefixCreatedBy):]
+		if i := bytes.Index(fn, []byte(" in goroutine ")); i >= 0 {
+			fn = fn[:i]
+		}
+		if len(fn) == 0 {
+			return errors.New("empty created by")
+		}
+		p.pending = fn
+		return nil
+	case line[0] == '.' && bytes.HasSuffix(line, []byte("elided...")),
+		line[0] == '[' && bytes.HasPrefix(line, []byte("[originating from goroutine ")):
+		return nil
+	}
+	// A call: "pkg.fn(args)" or "pkg.fn(...)".
+	if line[len(line)-1] != ')' {
+		return fmt.Errorf("not a frame: %q", truncate(line))
+	}
+	i := bytes.LastIndexByte(line, '(')
+	if i <= 0 {
+		return fmt.Errorf("not a frame: %q", truncate(line))
+	}
+	p.pending = line[:i]
+	return nil
+}
+
+// header reads "goroutine 18 [chan send, 5 minutes]:", also with Go 1.23's
+// "gp=0x... m=..." fields before the bracket.
+func (p *debug2Parser) header(line []byte) error {
+	rest := line[len(prefixGoroutine):]
+	open := bytes.IndexByte(rest, '[')
+	if open < 0 || !bytes.HasSuffix(rest, []byte("]:")) || open > len(rest)-2 {
+		return fmt.Errorf("malformed goroutine header %q", truncate(line))
+	}
+	id := rest[:open]
+	if sp := bytes.IndexByte(id, ' '); sp >= 0 {
+		id = id[:sp]
+	}
+	if _, err := strconv.ParseUint(string(id), 10, 64); err != nil {
+		return fmt.Errorf("malformed goroutine id in %q", truncate(line))
+	}
+	state := rest[open+1 : len(rest)-2]
+	p.in, p.frames, p.lines, p.pending, p.minutes = true, p.frames[:0], p.lines[:0], nil, 0
+	p.wait = state
+	// "select, 5 minutes, locked to thread": the first field is the state.
+	if c := bytes.Index(state, []byte(", ")); c >= 0 {
+		p.wait = state[:c]
+		for _, f := range bytes.Split(state[c+2:], []byte(", ")) {
+			if n, ok := bytes.CutSuffix(f, []byte(" minutes")); ok {
+				if m, err := strconv.Atoi(string(n)); err == nil {
+					p.minutes = m
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// end closes the goroutine being read and adds it to its group.
+func (p *debug2Parser) end() error { return p.endAt(false) }
+
+func (p *debug2Parser) endAt(atEOF bool) error {
+	if !p.in {
+		return nil
+	}
+	if p.truncated && atEOF { // the goroutine the cut went through is incomplete
+		p.in = false
+		return nil
+	}
+	if p.pending != nil {
+		return fmt.Errorf("function %q has no file:line", truncate(p.pending))
+	}
+	p.in = false
+	p.goroutines++
+	p.h.reset()
+	for i, f := range p.frames {
+		p.h.frameBytes(f.fn, f.file, p.lines[i])
+	}
+	g := p.groups[p.h]
+	if g == nil {
+		frames := make([]Frame, len(p.frames))
+		for i, f := range p.frames {
+			frames[i] = Frame{Function: string(f.fn), File: string(f.file), Line: p.lines[i]}
+		}
+		g = &Group{Key: p.h.key(), Frames: frames, Wait: Wait(p.wait), Location: locationOf(frames)}
+		p.groups[p.h] = g
+	}
+	g.Count++
+	g.WaitMinutes = max(g.WaitMinutes, p.minutes)
+	return nil
+}
+
+// parseFileLine reads "/path/file.go:123 +0x1d" (the offset is absent for
+// inlined frames).
+func parseFileLine(b []byte) ([]byte, int64, error) {
+	if i := bytes.Index(b, []byte(" +0x")); i >= 0 {
+		b = b[:i]
+	}
+	c := bytes.LastIndexByte(b, ':')
+	if c <= 0 {
+		return nil, 0, fmt.Errorf("malformed file:line %q", truncate(b))
+	}
+	n, err := strconv.ParseInt(string(b[c+1:]), 10, 64)
+	if err != nil || n < 0 {
+		return nil, 0, fmt.Errorf("malformed line number in %q", truncate(b))
+	}
+	return b[:c], n, nil
+}
+
+func (h *keyHash) frameBytes(function, file []byte, line int64) {
+	for _, c := range function {
+		h.byte(c)
+	}
+	h.byte(0)
+	for _, c := range file {
+		h.byte(c)
+	}
+	var buf [20]byte
+	for _, c := range strconv.AppendInt(buf[:0], line, 10) {
+		h.byte(c)
+	}
+	h.byte('\n')
+}
+
+func truncate(b []byte) string {
+	const max = 120
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
