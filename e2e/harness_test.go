@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requireTool finds an external binary. In CI a missing one fails the test;
+// elsewhere the test is skipped with a message.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI (Debian packages prometheus, prometheus-alertmanager): %v", name, err)
+		}
+		t.Skipf("%s not installed, skipping the end-to-end test (in CI this fails): %v", name, err)
+	}
+	return p
+}
+
+// repoRoot is the module root, one level up from this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found above e2e/: %v", err)
+	}
+	return root
+}
+
+// errMissing reports a binary whose package does not exist (yet).
+var errMissing = errors.New("package does not exist")
+
+// build compiles ./cmd/<name> into dir and returns the binary's path.
+func build(ctx context.Context, root, dir, name string, env ...string) (string, error) {
+	pkg := "./cmd/" + name
+	if _, err := os.Stat(filepath.Join(root, "cmd", name)); err != nil {
+		return "", fmt.Errorf("%s: %w", pkg, errMissing)
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for binaries that cannot report the port they bound.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// proc is a child process whose output goes to a log file, and whose JSON
+// "listening" line is captured.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	log     string
+	out     *lineWriter
+	exited  chan struct{}
+	waitErr error
+}
+
+// start runs bin with args; it is stopped (SIGTERM, then SIGKILL after 5s)
+// when the test ends.
+func start(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &lineWriter{file: f, listening: make(chan map[string]any, 1)}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, out: w, exited: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		_ = f.Close()
+		if t.Failed() {
+			t.Logf("--- last lines of %s (%s):\n%s", name, logPath, tail(logPath, 8))
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// listening waits for the process's {"msg":"listening",...} log line.
+func (p *proc) listening(t *testing.T, timeout time.Duration) map[string]any {
+	t.Helper()
+	select {
+	case m := <-p.out.listening:
+		return m
+	case <-p.exited:
+		t.Fatalf("%s exited before listening (%v):\n%s", p.name, p.waitErr, tail(p.log, 25))
+	case <-time.After(timeout):
+		t.Fatalf("%s did not log \"listening\" within %v:\n%s", p.name, timeout, tail(p.log, 25))
+	}
+	return nil
+}
+
+// addr reads a string attribute of the listening line.
+func addr(t *testing.T, m map[string]any, key string) string {
+	t.Helper()
+	s, ok := m[key].(string)
+	if !ok || s == "" {
+		t.Fatalf("listening line has no %q: %v", key, m)
+	}
+	return s
+}
+
+// lineWriter copies a process's output to a file and picks out the first
+// JSON line whose msg is "listening".
+type lineWriter struct {
+	mu        sync.Mutex
+	file      *os.File
+	partial   []byte
+	seen      bool
+	listening chan map[string]any
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.file.Write(b); err != nil {
+		return 0, err
+	}
+	if w.seen {
+		return len(b), nil
+	}
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := w.partial[:i]
+		w.partial = w.partial[i+1:]
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["msg"] == "listening" {
+			w.seen = true
+			w.partial = nil
+			w.listening <- m
+			break
+		}
+	}
+	if len(w.partial) > 1<<20 { // a binary that never ends a line
+		w.partial = nil
+	}
+	return len(b), nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitReady polls url until it answers 200.
+func waitReady(ctx context.Context, t *testing.T, client *http.Client, p *proc, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited (%v):\n%s", p.name, p.waitErr, tail(p.log, 25))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready at %s within %v (last error %v):\n%s", p.name, url, timeout, err, tail(p.log, 25))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
