@@ -1,6 +1,7 @@
 package gameserver_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -226,7 +227,11 @@ func TestManyBetsManyPlayers(t *testing.T) {
 	errs := make(chan error, players)
 	for p := range players {
 		go func() {
-			errs <- func() error {
+			// login and send may t.Fatal, which ends this goroutine with
+			// runtime.Goexit; the deferred send still reports it.
+			err := errors.New("player goroutine ended early (see the failure above)")
+			defer func() { errs <- err }()
+			err = func() error {
 				player := fmt.Sprintf("p%d", p)
 				c, _ := login(t, srv.Addr(), player)
 				for i := range bets {

@@ -42,7 +42,7 @@ func (r *leakRegistry) add() *waiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		close(w.ch)
+		w.once.Do(func() { close(w.ch) }) // later release() calls must not close it again
 		return w
 	}
 	r.next++

@@ -266,6 +266,10 @@ func (t *Task) countWriteFailure(err error) {
 
 var errWrongOwner = errors.New("task: session belongs to another player")
 
+// errPlayerAway: the player has no open session; the result waits in the
+// outbox for their reconnect.
+var errPlayerAway = errors.New("task: player has no open session")
+
 // deliver writes a result to session, which must belong to player: a
 // result only ever goes to its owner.
 func (t *Task) deliver(s Session, player string, data []byte) error {

@@ -101,7 +101,13 @@ func (t *Task) resent(b *bet, rec wallet.Bet) {
 		res.Redelivered = true
 		data, err := protocol.Marshal(protocol.TypeBetResult, res)
 		if err == nil {
-			err = t.deliver(t.lookup(b.player), b.player, data)
+			// Checked first, like every patched path, so a player who left
+			// again is not counted as a nil-session write.
+			if s := t.lookup(b.player); s != nil && !s.IsClosed() {
+				err = t.deliver(s, b.player, data)
+			} else {
+				err = errPlayerAway
+			}
 		}
 		if err != nil {
 			t.log.Debug("replay of a settled bet not sent; it stays in the outbox", "player", b.player, "bet_id", b.id, "err", err)
@@ -145,7 +151,9 @@ func settle(ctx context.Context, t *Task, b *bet, card game.Card) ([]byte, bool)
 	case s = <-ClientCashWinAccountRes(ctx, t, b, card):
 	case <-t.closing:
 		// Shutting down mid-settlement: the ledger commit either happened
-		// (and the outbox holds the result) or recovery redoes it.
+		// (and the outbox holds the result) or recovery redoes it, so the
+		// bet is queued for the player's reconnect, not failed.
+		t.outcome(b, metrics.OutcomeQueued)
 		return nil, false
 	}
 	if s.err != nil {

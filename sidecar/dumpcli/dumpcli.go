@@ -212,6 +212,10 @@ func (c *client) resolve(ctx context.Context, id string) (dumps.Meta, error) {
 		if len(l.Dumps) == 0 {
 			return dumps.Meta{}, errors.New("dumps: the sidecar keeps no dumps yet")
 		}
+		// The sidecar's answer names a file and a URL path: check it too.
+		if !dumps.ValidID(l.Dumps[0].ID) {
+			return dumps.Meta{}, fmt.Errorf("dumps: the sidecar listed an invalid dump id %q", l.Dumps[0].ID)
+		}
 		return l.Dumps[0], nil
 	}
 	if !dumps.ValidID(id) {
@@ -245,7 +249,7 @@ func (c *client) pull(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	if out == "" {
-		out = fmt.Sprintf("%s-%s.pb.gz", m.Service, m.ID)
+		out = fmt.Sprintf("%s-%s.pb.gz", safeName(m.Service), m.ID)
 	}
 	tmp := out + ".part"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -330,4 +334,19 @@ func (c *client) capture(ctx context.Context, args []string, w io.Writer, reason
 	}
 	fmt.Fprintf(w, "captured %s (%d goroutines, %d bytes)\n", m.ID, m.Goroutines, m.Bytes)
 	return nil
+}
+
+// safeName keeps a sidecar-supplied service name from steering a file name
+// out of the working directory.
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "dump"
+	}
+	return string(b)
 }
