@@ -29,6 +29,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	// sctx ends when this connection ends: bets not yet deducted abort.
 	sctx, cancel := context.WithCancel(ctx)
 	var reqs sync.WaitGroup
+	// Balance requests wait for the player's bets to settle off the read
+	// loop; a few at a time is plenty, and a flood must not grow goroutines.
+	balanceSlots := make(chan struct{}, maxBalanceRequests)
 	defer func() {
 		cancel()
 		s.sessions.Remove(sess)
@@ -54,7 +57,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 		sess.Touch()
-		if !s.handle(sctx, sess, f, &reqs) {
+		if !s.handle(sctx, sess, f, &reqs, balanceSlots) {
 			return
 		}
 	}
@@ -98,8 +101,11 @@ func (s *Server) hello(conn net.Conn) (*session.GateSession, bool) {
 	return sess, true
 }
 
+// maxBalanceRequests bounds one connection's balance requests in flight.
+const maxBalanceRequests = 4
+
 // handle serves one request; false ends the connection.
-func (s *Server) handle(ctx context.Context, sess *session.GateSession, f protocol.Frame, reqs *sync.WaitGroup) bool {
+func (s *Server) handle(ctx context.Context, sess *session.GateSession, f protocol.Frame, reqs *sync.WaitGroup, balanceSlots chan struct{}) bool {
 	switch f.Type {
 	case protocol.TypeBet:
 		var b protocol.Bet
@@ -124,7 +130,13 @@ func (s *Server) handle(ctx context.Context, sess *session.GateSession, f protoc
 		return s.send(sess, protocol.TypePong, protocol.Pong{})
 	case protocol.TypeBalanceRequest:
 		// Waits for the player's bets in flight, so it must not block reads.
+		select {
+		case balanceSlots <- struct{}{}:
+		default:
+			return s.send(sess, protocol.TypeError, protocol.Error{Code: protocol.CodeUnavailable, Message: "too many balance requests in flight"})
+		}
 		reqs.Go(func() {
+			defer func() { <-balanceSlots }()
 			bal, err := s.task.Balance(ctx, sess.PlayerID())
 			if err != nil {
 				if ctx.Err() == nil {

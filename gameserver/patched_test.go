@@ -263,3 +263,39 @@ func TestManyBetsManyPlayers(t *testing.T) {
 		t.Fatalf("delivered = %v, want %d", n, players*bets)
 	}
 }
+
+// TestFloodIsBounded: one client flooding Bet and BalanceRequest frames gets
+// "unavailable" errors past the limits instead of growing the server's
+// goroutines without bound.
+func TestFloodIsBounded(t *testing.T) {
+	// Settling takes 1 s, so every refusal arrives before any result.
+	srv := startServer(t, gameserver.Config{WalletLatency: time.Second})
+	c, _ := login(t, srv.Addr(), "flooder")
+	const bets, balances = task.MaxBetsInFlight + 36, 50
+	for i := range bets {
+		c.send(protocol.TypeBet, protocol.Bet{BetID: fmt.Sprint(i), Amount: 1})
+	}
+	for range balances {
+		c.send(protocol.TypeBalanceRequest, protocol.BalanceRequest{})
+	}
+	var refusedBets, refusedBalances int
+	for range bets - task.MaxBetsInFlight + balances - 4 {
+		f, err := c.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e protocol.Error
+		if f.Type != protocol.TypeError || f.Decode(&e) != nil || e.Code != protocol.CodeUnavailable {
+			t.Fatalf("want only unavailable errors first, got %s %s", f.Type, f.Payload)
+		}
+		if e.BetID != "" {
+			refusedBets++
+		} else {
+			refusedBalances++
+		}
+	}
+	if refusedBets != bets-task.MaxBetsInFlight || refusedBalances != balances-4 {
+		t.Fatalf("refused %d bets and %d balance requests, want %d and %d",
+			refusedBets, refusedBalances, bets-task.MaxBetsInFlight, balances-4)
+	}
+}

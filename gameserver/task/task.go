@@ -199,7 +199,12 @@ func (t *Task) outcome(b *bet, outcome string) {
 	}
 }
 
-func (t *Task) begin(player string) {
+// MaxBetsInFlight bounds one player's unsettled bets in patched mode, so a
+// client flooding Bet frames cannot grow the goroutine count without bound.
+const MaxBetsInFlight = 64
+
+// begin records a bet in flight for player, unless limit (>0) are already.
+func (t *Task) begin(player string, limit int) bool {
 	t.inflightMu.Lock()
 	defer t.inflightMu.Unlock()
 	f := t.inflight[player]
@@ -207,7 +212,11 @@ func (t *Task) begin(player string) {
 		f = &inflight{idle: make(chan struct{})}
 		t.inflight[player] = f
 	}
+	if limit > 0 && f.n >= limit {
+		return false
+	}
 	f.n++
+	return true
 }
 
 func (t *Task) end(player string) {

@@ -40,10 +40,16 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 	default:
 	}
 	b := &bet{player: session.PlayerID(), id: req.BetID, amount: req.Amount, start: time.Now()}
+	limit := MaxBetsInFlight
+	if t.legacy {
+		limit = 0 // the original had no limit
+	}
+	if !t.begin(b.player, limit) {
+		return &protocol.Error{Code: protocol.CodeUnavailable, BetID: req.BetID, Message: "too many bets in flight"}
+	}
 	if t.legacy {
 		b.responded = t.leaks.add()
 	}
-	t.begin(b.player)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
