@@ -269,12 +269,17 @@ func checkStatefulSet(t *testing.T, sts *appsv1.StatefulSet) {
 		t.Errorf("sidecar data dir must be mounted and separate from the wallet volume: %+v", sm)
 	}
 
-	// The sidecar scrapes pprof over localhost, on the admin port.
+	// The sidecar scrapes pprof over localhost; the server serves pprof on
+	// loopback only, never on the pod-wide admin port.
 	admin := port(gs, "admin")
 	if admin == nil || port(gs, "game") == nil || port(sc, "sidecar") == nil {
 		t.Fatal("missing named ports game/admin (gameserver) or sidecar (sidecar)")
 	}
-	if got, want := flagValue(t, sc, "target"), fmt.Sprintf("http://127.0.0.1:%d", admin.ContainerPort); got != want {
+	pprofAddr := flagValue(t, gs, "pprof")
+	if !strings.HasPrefix(pprofAddr, "127.0.0.1:") || pprofAddr == fmt.Sprintf("127.0.0.1:%d", admin.ContainerPort) {
+		t.Errorf("game server -pprof=%s: want a loopback port of its own", pprofAddr)
+	}
+	if got, want := flagValue(t, sc, "target"), "http://"+pprofAddr; got != want {
 		t.Errorf("sidecar -target=%s, want %s", got, want)
 	}
 	if got := flagValue(t, gs, "admin"); got != fmt.Sprintf(":%d", admin.ContainerPort) {

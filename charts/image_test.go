@@ -329,7 +329,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 		for _, a := range c.Args {
 			name, val, _ := strings.Cut(strings.TrimPrefix(a, "-"), "=")
 			switch name {
-			case "listen", "admin":
+			case "listen", "admin", "pprof":
 				val = "127.0.0.1:0"
 			case "log-dir", "data-dir":
 				if dirs[val] == "" {
@@ -369,8 +369,18 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 	if !strings.Contains(metrics, `gameserver_build_info{mode="legacy",service="wilddiggr"`) {
 		t.Errorf("/metrics lacks the legacy wilddiggr build info:\n%s", grep(metrics, "build_info"))
 	}
-	// Built with GOEXPERIMENT=goroutineleakprofile, the leak profile is served.
-	httpOK(t, "http://"+adminAddr+"/debug/pprof/goroutineleak?debug=1")
+	// Built with GOEXPERIMENT=goroutineleakprofile, the leak profile is
+	// served, on the loopback pprof listener only.
+	pprofAddr := gs.field(t, "pprof")
+	httpOK(t, "http://"+pprofAddr+"/debug/pprof/goroutineleak?debug=1")
+	if r, err := http.Get("http://" + adminAddr + "/debug/pprof/goroutine"); err != nil {
+		t.Error(err)
+	} else {
+		r.Body.Close()
+		if r.StatusCode != http.StatusNotFound {
+			t.Errorf("the pod-wide admin port serves goroutine dumps: %s", r.Status)
+		}
+	}
 
 	if _, err := os.Stat("../cmd/sidecar"); os.IsNotExist(err) {
 		t.Log("cmd/sidecar does not exist yet: the sidecar image is not exercised")
@@ -383,7 +393,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 		args := checkFlags(t, scBin, local(scC))
 		for i, a := range args {
 			if strings.HasPrefix(a, "-target=") {
-				args[i] = "-target=http://" + adminAddr
+				args[i] = "-target=http://" + pprofAddr
 			}
 		}
 		sc := start(t, scBin, args)
@@ -436,6 +446,8 @@ type proc struct {
 	lines chan map[string]any
 	done  chan error
 	log   *bytes.Buffer
+
+	listening map[string]any // the "listening" line, once seen
 }
 
 func start(t *testing.T, bin string, args []string) *proc {
@@ -485,22 +497,24 @@ func start(t *testing.T, bin string, args []string) *proc {
 func (p *proc) field(t *testing.T, key string) string {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
-	for {
+	for p.listening == nil {
 		select {
 		case m, ok := <-p.lines:
 			if !ok {
 				t.Fatalf("%s exited before listening:\n%s", p.cmd.Path, p.log)
 			}
 			if m["msg"] == "listening" {
-				if v, ok := m[key].(string); ok && v != "" {
-					return v
-				}
-				t.Fatalf("listening line without %q: %v", key, m)
+				p.listening = m
 			}
 		case <-timeout:
 			t.Fatalf("%s did not log \"listening\" within 30s:\n%s", p.cmd.Path, p.log)
 		}
 	}
+	v, ok := p.listening[key].(string)
+	if !ok || v == "" {
+		t.Fatalf("listening line without %q: %v", key, p.listening)
+	}
+	return v
 }
 
 func (p *proc) stop(t *testing.T) {

@@ -7,19 +7,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminHandler serves /metrics, net/http/pprof (including
-// /debug/pprof/goroutineleak when the binary was built with
-// GOEXPERIMENT=goroutineleakprofile: pprof.Index serves any profile by
-// name), /healthz and /readyz.
-func (s *Server) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+// registerPprof adds net/http/pprof, including /debug/pprof/goroutineleak
+// when the binary was built with GOEXPERIMENT=goroutineleakprofile
+// (pprof.Index serves any profile by name). Goroutine dumps carry player
+// data in their arguments: on a pod, serve them on a loopback -pprof
+// listener for the sidecar only.
+func registerPprof(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+}
+
+// registerAdmin adds /metrics, /healthz and /readyz.
+func (s *Server) registerAdmin(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -30,5 +34,4 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	return mux
 }

@@ -1,6 +1,7 @@
 package gameserver_test
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,5 +72,38 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if got := metricValue(t, reg, metrics.GameserverBuildInfo.Name, map[string]string{"mode": "patched"}); got != 1 {
 		t.Errorf("build info %v", got)
+	}
+}
+
+// TestSeparatePprofListener: with -pprof set, goroutine dumps are served only
+// there, and the (pod-wide) admin listener keeps /metrics and the probes.
+func TestSeparatePprofListener(t *testing.T) {
+	srv := startServer(t, gameserver.Config{Pprof: "127.0.0.1:0"})
+	if srv.PprofAddr().String() == srv.AdminAddr().String() {
+		t.Fatal("pprof shares the admin listener")
+	}
+	get := func(addr net.Addr, path string) int {
+		t.Helper()
+		r, err := http.Get("http://" + addr.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	for _, c := range []struct {
+		addr net.Addr
+		path string
+		want int
+	}{
+		{srv.AdminAddr(), "/metrics", http.StatusOK},
+		{srv.AdminAddr(), "/healthz", http.StatusOK},
+		{srv.AdminAddr(), "/debug/pprof/goroutine?debug=2", http.StatusNotFound},
+		{srv.PprofAddr(), "/debug/pprof/goroutine?debug=1", http.StatusOK},
+		{srv.PprofAddr(), "/metrics", http.StatusNotFound},
+	} {
+		if got := get(c.addr, c.path); got != c.want {
+			t.Errorf("GET %s%s = %d, want %d", c.addr, c.path, got, c.want)
+		}
 	}
 }

@@ -46,7 +46,8 @@ type Server struct {
 
 	ln      net.Listener
 	adminLn net.Listener
-	admin   *http.Server
+	pprofLn net.Listener   // nil: pprof is served on the admin listener
+	https   []*http.Server // admin, then pprof if separate
 	reg     *prometheus.Registry
 
 	wallet   *wallet.Wallet
@@ -138,7 +139,22 @@ func New(cfg Config, logger *slog.Logger) (s *Server, err error) {
 		return nil, fmt.Errorf("gameserver: admin listen: %w", err)
 	}
 	closers = append(closers, s.adminLn.Close)
-	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	admin := http.NewServeMux()
+	s.registerAdmin(admin)
+	if cfg.Pprof == "" {
+		registerPprof(admin)
+	} else {
+		if s.pprofLn, err = net.Listen("tcp", cfg.Pprof); err != nil {
+			return nil, fmt.Errorf("gameserver: pprof listen: %w", err)
+		}
+		closers = append(closers, s.pprofLn.Close)
+	}
+	s.https = append(s.https, &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second})
+	if s.pprofLn != nil {
+		mux := http.NewServeMux()
+		registerPprof(mux)
+		s.https = append(s.https, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+	}
 	return s, nil
 }
 
@@ -195,6 +211,15 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // AdminAddr is the admin listener's address.
 func (s *Server) AdminAddr() net.Addr { return s.adminLn.Addr() }
 
+// PprofAddr is the address serving /debug/pprof: the separate pprof
+// listener if configured, else the admin listener.
+func (s *Server) PprofAddr() net.Addr {
+	if s.pprofLn != nil {
+		return s.pprofLn.Addr()
+	}
+	return s.adminLn.Addr()
+}
+
 // Registry is the server's private metric registry; every series carries
 // service="<name>".
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
@@ -218,10 +243,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	// Addresses first, so process-based tests find them easily:
 	// {"time":...,"level":"INFO","msg":"listening","addr":"127.0.0.1:PORT","admin":"127.0.0.1:PORT",...}
-	s.baseLog.Info("listening", "addr", s.Addr().String(), "admin", s.AdminAddr().String(),
+	s.baseLog.Info("listening", "addr", s.Addr().String(), "admin", s.AdminAddr().String(), "pprof", s.PprofAddr().String(),
 		"service", s.cfg.Service, "game", s.cfg.Game, "mode", s.cfg.Mode(), "version", s.cfg.Version,
 		"log_dir", s.cfg.LogDir, "data_dir", s.cfg.DataDir)
 	s.warnDevSecret()
+	s.warnPprofExposed()
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -229,12 +255,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.cfg.Legacy {
 		wg.Go(func() { s.sessions.RunReaper(bg, s.cfg.ReapInterval, s.cfg.StaleAfter) })
 	}
-	adminErr := make(chan error, 1)
-	wg.Go(func() {
-		if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
-			adminErr <- err
-		}
-	})
+	adminErr := make(chan error, len(s.https))
+	for i, ln := range []net.Listener{s.adminLn, s.pprofLn}[:len(s.https)] {
+		wg.Go(func() {
+			if err := s.https[i].Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				adminErr <- err
+			}
+		})
+	}
 	acceptErr := make(chan error, 1)
 	wg.Go(func() { acceptErr <- s.accept(bg) })
 	s.ready.Store(true)
@@ -257,7 +285,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.task.Close() // bets in flight settle; their results stay in the outbox
 	stopBG()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	s.admin.Shutdown(shutCtx)
+	for _, h := range s.https {
+		h.Shutdown(shutCtx)
+	}
 	cancel()
 	wg.Wait()
 	if cerr := s.wallet.Close(); cerr != nil && err == nil {
@@ -277,6 +307,16 @@ func (s *Server) warnDevSecret() {
 	}
 	s.log.Warn("!!! INSECURE: the built-in development ticket secret is in use on a non-loopback address; "+
 		"anyone can forge player tickets. Set -secret-file.", "addr", s.Addr().String())
+}
+
+// warnPprofExposed warns when goroutine dumps, which carry player data in
+// their arguments, are served beyond loopback.
+func (s *Server) warnPprofExposed() {
+	if ip := addrIP(s.PprofAddr()); ip != nil && ip.IsLoopback() {
+		return
+	}
+	s.log.Warn("!!! /debug/pprof is served beyond loopback; goroutine dumps carry player data. "+
+		"Set -pprof 127.0.0.1:PORT and point the sidecar's -target at it.", "pprof", s.PprofAddr().String())
 }
 
 func addrIP(a net.Addr) net.IP {
