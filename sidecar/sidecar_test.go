@@ -16,14 +16,16 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 	"github.com/stackwatch/stackwatch/metrics"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/ingest"
 	"github.com/stackwatch/stackwatch/sidecar/retention"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 	"github.com/stackwatch/stackwatch/sidecar/state"
@@ -61,8 +63,9 @@ func TestIngestLegacyAndPatchedWriters(t *testing.T) {
 	for _, p := range files(t, logDir) {
 		fi, _ := os.Stat(p)
 		size += fi.Size()
-		if fi.ModTime().After(newest) {
-			newest = fi.ModTime()
+		// The recorder's file names carry the panic's time.
+		if at := crash.TimeOf(p, time.Time{}); at.After(newest) {
+			newest = at
 		}
 	}
 	if got := h.value(metrics.StacktraceFiles); got != 15 {
@@ -191,7 +194,7 @@ func TestCreateBeforeContentAndChunkedWrites(t *testing.T) {
 	if got := h.value(metrics.ParseFailures); got != 0 {
 		t.Fatalf("parse failures %v", got)
 	}
-	if g := h.s.Groups(); len(g) != 1 || g[0].Count != 1 || !g[0].NilReceiver {
+	if g := h.groups(); len(g) != 1 || g[0].Count != 1 || !g[0].NilReceiver {
 		t.Fatalf("groups %+v", g)
 	}
 }
@@ -238,11 +241,11 @@ func renameIn(t testing.TB, path string, content []byte) {
 
 func ino(t testing.TB, path string) uint64 {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Ino
+	return fsutil.IDOf(fi).Ino
 }
 
 // TestInodeReuse deletes a counted file and writes a new one under the same
@@ -359,7 +362,7 @@ func TestRestartNoDoubleCount(t *testing.T) {
 	if got := h.value(metrics.ClosedSessionWarnings); got != 2 {
 		t.Fatalf("closed-session warnings %v after restart", got)
 	}
-	groups := h.s.Groups()
+	groups := h.groups()
 	total := 0
 	for _, g := range groups {
 		total += g.Count
@@ -402,7 +405,7 @@ func TestCorruptState(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "moved aside") {
 		t.Fatal("no log line about the corrupt state")
 	}
-	h.wait("backlog grouped", func() bool { g := h.s.Groups(); return len(g) == 1 && g[0].Count == 3 })
+	h.wait("backlog grouped", func() bool { g := h.groups(); return len(g) == 1 && g[0].Count == 3 })
 	if got := h.value(metrics.Panics); got != 0 {
 		t.Fatalf("backlog counted again: %v", got)
 	}
@@ -434,8 +437,8 @@ func TestGarbageBinaryAndHugeFiles(t *testing.T) {
 	h := start(t, Config{LogDir: logDir, DataDir: dataDir, Settle: 20 * time.Millisecond})
 	renameIn(t, filepath.Join(logDir, "garbage.stacktrace.log"), []byte("this is not\na panic at all\n"))
 	renameIn(t, filepath.Join(logDir, "binary.stacktrace.log"), []byte("\x7fELF\x00\x01\x02\xff\xfe"))
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailNotPanic)
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailBinary)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailNotPanic)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailBinary)
 
 	trace, _ := os.ReadFile(recorder(t.TempDir(), false).crash(t, 0))
 	const huge = 100 << 20
@@ -445,7 +448,7 @@ func TestGarbageBinaryAndHugeFiles(t *testing.T) {
 	writeHuge(t, filepath.Join(logDir, "huge-panic.stacktrace.log"), trace, huge)
 	writeHuge(t, filepath.Join(logDir, "huge-garbage.stacktrace.log"), []byte("garbage\n"), huge)
 	h.waitValue(metrics.Panics, 1)
-	h.waitValue(metrics.ParseFailures, 2, metrics.LabelReason, FailNotPanic)
+	h.waitValue(metrics.ParseFailures, 2, metrics.LabelReason, ingest.FailNotPanic)
 	runtime.ReadMemStats(&after)
 	// Two 100 MB files went through; the sidecar may allocate a few read
 	// limits' worth, not the files.
@@ -492,8 +495,8 @@ func TestIncompleteFileBecomesFailure(t *testing.T) {
 	if got := h.value(metrics.ParseFailures); got != 0 {
 		t.Fatalf("failure counted while the file may still be written: %v", got)
 	}
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailEmpty)
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailIncomplete)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailEmpty)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailIncomplete)
 	h.waitAtLeast(metrics.Rescans, 2, metrics.LabelReason, "timer")
 }
 
