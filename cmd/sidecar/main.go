@@ -5,68 +5,73 @@
 //	sidecar analyze [-json] PATH...
 //	sidecar dumps list|pull|diff|leaks|capture -sidecar URL
 //
-// Logs are JSON (log/slog) on stderr. After binding, the sidecar logs
-// {"msg":"listening","addr":"HOST:PORT"}, so -listen may use port 0.
-// SIGINT and SIGTERM shut it down gracefully (state saved).
+// It follows the Prometheus family's conventions (internal/cli): -h and
+// --help exit 0, --version prints the build, -log.level and -log.format
+// (logfmt or json) set the logs on stderr, a failure exits 1 and a usage
+// error 2. After binding, the sidecar logs msg=listening addr=HOST:PORT, so
+// -listen may use port 0. SIGINT and SIGTERM shut it down gracefully (state
+// saved).
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/sidecar"
 	"github.com/stackwatch/stackwatch/sidecar/analyze"
 	"github.com/stackwatch/stackwatch/sidecar/bearer"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/dumpcli"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 	"github.com/stackwatch/stackwatch/sidecar/watch"
 )
 
-// DefaultListen is the sidecar's default HTTP address (the game server's
-// admin port conventionally takes 9090).
-const DefaultListen = "127.0.0.1:9091"
+// DefaultListen is the sidecar's default HTTP address. Its port is outside
+// 9100-9999, the exporter range of the Prometheus wiki's "Default port
+// allocations", which has been fully allocated since 2023; 9091, the old
+// default, is the Pushgateway's. See docs/architecture.md.
+const DefaultListen = "127.0.0.1:39190"
+
+// program names the binary in messages, --version and its build_info
+// metric (stackwatch_sidecar_build_info).
+const program = "stackwatch_sidecar"
 
 // subcommands run instead of the sidecar when named as the first argument.
-var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"analyze": analyze.Run,
-	"dumps":   dumpcli.Run,
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"analyze": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return analyze.Run(args, stdout, stderr)
+	},
+	"dumps": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return dumpcli.Run(args, stdout, stderr)
+	},
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "sidecar:", err)
-		}
-		os.Exit(2)
-	}
+	cli.Main("sidecar", func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+		return run(ctx, args, stdout, stderr)
+	})
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {
-			return cmd(args[1:], stdout, stderr)
+			return cmd(ctx, args[1:], stdout, stderr)
 		}
 	}
-	f, err := parseFlags(args, stderr)
-	if err != nil {
+	f, stop, err := parseFlags(args, stdout, stderr)
+	if stop || err != nil {
 		return err
 	}
 	cfg := f.sidecar
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: f.level}))
+	logger := f.common.Logger(stderr)
 	cfg.Logger = logger
 	// Crash groups and dumps can carry player data: beyond localhost the API
 	// needs a bearer token, and Resolve refuses to start without one.
@@ -79,6 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sc, err := sidecar.New(cfg)
 	if err != nil {
+		return err
+	}
+	if err := sc.Registerer().Register(cli.BuildInfo(program)); err != nil {
 		return err
 	}
 	if cfg.Target != "" {
@@ -109,13 +117,16 @@ type flags struct {
 	profiler  profiler.Config
 	listen    string
 	tokenFile string
-	level     slog.Level
+	common    *cli.Common
 }
 
-func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
+// parseFlags returns stop=true when the command is done (-h, --version) or
+// the flags are wrong.
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, err error) {
 	cfg, pc := &f.sidecar, &f.profiler
 	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	f.common = cli.Register(fs, program)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]\n"+
 			"       sidecar analyze [-json] PATH...\n"+
@@ -140,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
 	fs.Int64Var(&cfg.Retention.MaxBytes, "retention-max-bytes", 0, "keep at most this many bytes of stacktrace files (0 = off)")
 	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.IntVar(&cfg.MaxSiteLabels, "max-site-labels", 20, "crash_site label values before the rest become \"other\"")
+	fs.IntVar(&cfg.MaxCrashGroups, "max-crash-groups", crash.DefaultMaxGroups, "crash groups kept in memory and state; the least recently seen beyond it roll into one \"other\" group that keeps their counts")
 	fs.DurationVar(&cfg.StateInterval, "state-interval", time.Second, "how often changed state is saved")
 	fs.DurationVar(&cfg.IncompleteAfter, "incomplete-after", time.Minute, "how long a file may stay empty or half written before it counts as a parse failure")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token (required when -listen is beyond localhost)")
@@ -151,18 +163,23 @@ func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
 	fs.IntVar(&pc.PanicBurst, "panic-burst", 5, "capture a dump after this many new panics within a minute (negative: off)")
 	fs.IntVar(&pc.Leak.BlockedThreshold, "leak-blocked-threshold", 100, "goroutines blocked at one channel operation that make a leak suspect")
 	fs.IntVar(&pc.LeakProfileEvery, "leak-profile-every", 1, "scrape /debug/pprof/goroutineleak every Nth scrape (negative: never)")
-	lvl := fs.String("log-level", "info", "debug, info, warn or error")
-	if err = fs.Parse(args); err != nil {
+	if stop, err = f.common.Parse(fs, args, stdout); stop {
 		return
 	}
-	if fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q (subcommands: analyze, dumps)", fs.Arg(0))
-		return
+	stop = true
+	switch {
+	case fs.NArg() > 0:
+		err = cli.Usagef("unexpected argument %q (subcommands: analyze, dumps)", fs.Arg(0))
+	case cfg.Service == "":
+		err = cli.Usagef("-service is required")
+	case cfg.LogDir == "":
+		err = cli.Usagef("-log-dir is required")
+	case cfg.DataDir == "":
+		err = cli.Usagef("-data-dir is required")
+	default:
+		stop = false
 	}
 	cfg.Retention.MaxAge = time.Duration(*age)
-	if err = f.level.UnmarshalText([]byte(*lvl)); err != nil {
-		err = fmt.Errorf("-log-level: %w", err)
-	}
 	return
 }
 
