@@ -471,3 +471,114 @@ func FuzzDays(f *testing.F) {
 		}
 	})
 }
+
+// siteTrace is a recovered panic at a crash site of its own, padded to
+// size bytes: odd ones with a deep stack (the whole file is the group's
+// example), even ones with parked goroutines (a full dump).
+func siteTrace(i, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "runtime error: index out of range [%d] with length 0\n", i)
+	fmt.Fprintf(&b, "goroutine %d [running]:\nruntime/debug.Stack()\n\t/usr/local/go/src/runtime/debug/stack.go:26 +0x5e\n", 100+i)
+	b.WriteString("panic({0x6b2f40?, 0xc000123450?})\n\t/usr/local/go/src/runtime/panic.go:792 +0x132\n")
+	fmt.Fprintf(&b, "game/site%05d.Handle(0xc000010000)\n\t/app/site%05d.go:%d +0x1d\n", i, i, 10+i%50)
+	for d := 0; i%2 == 1 && b.Len() < size-300; d++ {
+		fmt.Fprintf(&b, "game/recurse.Walk%d(0xc000020000, 0x%x)\n\t/app/recurse.go:%d +0x2a\n", d%7, d, 100+d%9)
+	}
+	b.WriteString("game/server.(*Conn).serve(0xc000020000)\n\t/app/server.go:88 +0x2a\n")
+	b.WriteString("created by game/server.Listen in goroutine 1\n\t/app/server.go:40 +0x85\n")
+	for g := 0; b.Len() < size-200; g++ {
+		fmt.Fprintf(&b, "\ngoroutine %d [chan receive, %d minutes]:\ngame/server.(*Conn).wait(0xc000030000)\n\t/app/server.go:120 +0x44\ncreated by game/server.Listen in goroutine 1\n\t/app/server.go:41 +0x99\n", 1000+g, g%60)
+	}
+	return b.Bytes()
+}
+
+// peakRSS is the peak resident set of an exited process, in bytes.
+func peakRSS(t *testing.T, p *proc) int64 {
+	t.Helper()
+	ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Skip("no rusage on this platform")
+	}
+	return ru.Maxrss << 10 // kB on Linux
+}
+
+// TestBoundedManySites is issue 10's memory attack: 15,000 distinct crash
+// sites in 16 KB files. Peak RSS stays under 100 MB, the state under 32 MB,
+// the API pages, and a restart keeps stackwatch_panics_total.
+func TestBoundedManySites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 240 MB of stacktrace files")
+	}
+	const sites, size = 15000, 16 << 10
+	root := t.TempDir()
+	logDir, dataDir := filepath.Join(root, "logs"), filepath.Join(root, "data")
+	os.MkdirAll(logDir, 0o755)
+	for i := range sites {
+		if err := os.WriteFile(filepath.Join(logDir, fmt.Sprintf("site%05d.stacktrace.log", i)), siteTrace(i, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-server-log", "-"}
+	p := startProc(t, args...)
+	deadline := time.Now().Add(3 * time.Minute)
+	for p.scrape(t, metrics.Panics) != sites {
+		if time.Now().After(deadline) {
+			t.Fatalf("counted %v of %d", p.scrape(t, metrics.Panics), sites)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := p.scrape(t, metrics.CrashGroups); got != 1001 {
+		t.Errorf("%v crash groups, want 1,000 and other", got)
+	}
+	// The API pages: the default page, then the last one.
+	var page struct {
+		Total      int
+		Limit      int
+		NextOffset *int `json:"next_offset"`
+		Groups     []struct {
+			Key   string
+			Count int
+		}
+	}
+	getJSON := func(url string) {
+		r, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		page.NextOffset = nil
+		if err := json.NewDecoder(r.Body).Decode(&page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getJSON("http://" + p.addr + "/api/v1/crashes")
+	if page.Total != 1001 || len(page.Groups) != 100 || page.NextOffset == nil || *page.NextOffset != 100 ||
+		page.Groups[0].Key != "other" || page.Groups[0].Count != sites-1000 {
+		t.Fatalf("first page: total %d, %d groups, next %v, first %+v", page.Total, len(page.Groups), page.NextOffset, page.Groups[0])
+	}
+	getJSON("http://" + p.addr + "/api/v1/crashes?offset=1000&limit=500")
+	if len(page.Groups) != 1 || page.NextOffset != nil {
+		t.Fatalf("last page: %d groups, next %v", len(page.Groups), page.NextOffset)
+	}
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	peak := peakRSS(t, p)
+	fi, err := os.Stat(filepath.Join(dataDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d sites: peak RSS %.1f MB, state %.1f MB", sites, float64(peak)/(1<<20), float64(fi.Size())/(1<<20))
+	if peak > 100<<20 {
+		t.Errorf("peak RSS %.1f MB, over 100 MB", float64(peak)/(1<<20))
+	}
+	if fi.Size() > 32<<20 {
+		t.Errorf("state is %.1f MB, over 32 MB", float64(fi.Size())/(1<<20))
+	}
+	p = startProc(t, args...)
+	p.waitMetric(t, metrics.StacktraceFiles, sites)
+	if got := p.scrape(t, metrics.Panics); got != sites {
+		t.Fatalf("panics after restart: %v, want %d", got, sites)
+	}
+	p.stop(t, syscall.SIGTERM)
+}

@@ -14,6 +14,7 @@
 package ingest
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -357,13 +358,21 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 	}
 }
 
-// example is the text a new group keeps; nil for a group that exists, so
-// the trace is not copied for every file.
+// example is the text a new group keeps: the head of the file through the
+// crashing goroutine's traceback, at most crash.MaxExampleBytes; the other
+// goroutines of a full dump are noise there. Empty for a group that
+// exists, so the trace is not copied for every file.
 func (p *Pipeline) example(sig crash.Signature, data []byte) string {
 	if p.groups.Has(sig.Key) {
 		return ""
 	}
-	return string(data[:min(len(data), crash.MaxExampleBytes)])
+	ex := data[:min(len(data), crash.MaxExampleBytes)]
+	if i := bytes.Index(ex, []byte("goroutine ")); i >= 0 {
+		if j := bytes.Index(ex[i:], []byte("\n\ngoroutine ")); j >= 0 {
+			ex = ex[:i+j+1]
+		}
+	}
+	return string(ex)
 }
 
 // cut reports whether the crashing goroutine's traceback stops before its
