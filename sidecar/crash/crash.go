@@ -52,12 +52,12 @@ func Classify(p *stacktrace.Panic) Signature {
 		frames := p.Goroutines[0].Frames
 		if i := crashIndex(frames); i >= 0 {
 			f := frames[i]
-			sig.Site = Site{Function: strings.Clone(f.Func), File: strings.Clone(f.File), Line: f.Line}
+			sig.Site = Site{Function: strings.Clone(f.Function), File: strings.Clone(f.File), Line: f.Line}
 			sig.NilReceiver = len(f.Args) > 0 && isNil(f.Args[0])
 			sig.Caller = strings.Clone(caller(frames[i+1:]))
 		}
 		if g := p.Goroutines[0]; g.CreatedBy != nil {
-			sig.CreatedBy = strings.Clone(g.CreatedBy.Func)
+			sig.CreatedBy = strings.Clone(g.CreatedBy.Function)
 		}
 	}
 	// A site that is its goroutine's outermost frame is told apart by the
@@ -77,7 +77,7 @@ func Classify(p *stacktrace.Panic) Signature {
 func caller(outer []stacktrace.Frame) string {
 	for _, f := range outer {
 		if !isRuntime(f) {
-			return f.Func
+			return f.Function
 		}
 	}
 	return ""
@@ -136,7 +136,7 @@ func crashIndex(frames []stacktrace.Frame) int {
 }
 
 func isPanicFrame(f stacktrace.Frame) bool {
-	return f.Func == "panic" || f.Func == "runtime.gopanic"
+	return f.Function == "panic" || f.Function == "runtime.gopanic"
 }
 
 func isRuntime(f stacktrace.Frame) bool {

@@ -387,7 +387,7 @@ func cut(pn *stacktrace.Panic) bool {
 	if g.CreatedBy != nil || g.FramesElided || len(g.Frames) == 0 {
 		return false
 	}
-	switch g.Frames[len(g.Frames)-1].Func {
+	switch g.Frames[len(g.Frames)-1].Function {
 	case "main.main", "runtime.main", "runtime.goexit":
 		return false
 	}
