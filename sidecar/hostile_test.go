@@ -122,7 +122,7 @@ const chmodChild = "STACKWATCH_CHMOD_CHILD"
 func TestChmodReadable(t *testing.T) {
 	base := os.Getenv(chmodChild)
 	if base == "" && os.Geteuid() == 0 {
-		runAsNobody(t)
+		runAsNobody(t, "TestChmodReadable")
 		return
 	}
 	if base == "" {
@@ -150,9 +150,9 @@ func TestChmodReadable(t *testing.T) {
 	}
 }
 
-// runAsNobody runs TestChmodReadable in a copy of the test binary as uid
-// 65534, in directories that user can write.
-func runAsNobody(t *testing.T) {
+// runAsNobody runs test in a copy of the test binary as uid 65534, in
+// directories that user can write (named by $STACKWATCH_CHMOD_CHILD).
+func runAsNobody(t *testing.T, test string, args ...string) {
 	base, err := os.MkdirTemp("", "chmod-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -169,13 +169,13 @@ func runAsNobody(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestChmodReadable$", "-test.v")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-test.run=^" + test + "$", "-test.v"}, args...)...)
 	cmd.Env = append(os.Environ(), chmodChild+"="+work, "TMPDIR="+work, "HOME="+work)
 	cmd.Dir = work
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "--- PASS: TestChmodReadable") {
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "--- PASS: "+test) {
 		t.Fatalf("as nobody: %v\n%s", err, out.String())
 	}
 }

@@ -175,19 +175,21 @@ func TestCreateBeforeContentAndChunkedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // empty for a while: not a failure
+	h.sync() // read while empty: not a failure
 	nl := bytes.IndexByte(content, '\n') + 1
 	f.Write(content[:nl]) // the panic message only
-	time.Sleep(100 * time.Millisecond)
+	h.sync()
 	for i := nl; i < len(content); i += 64 {
 		f.Write(content[i:min(i+64, len(content))])
-		time.Sleep(2 * time.Millisecond)
+		if i%256 == 0 {
+			h.sync() // read mid-write now and then, as a settle timer would
+		}
 	}
 	f.Close()
 	h.waitValue(metrics.Panics, 1)
 	// It grows again later: still one panic, and no failure along the way.
 	appendFile(t, p, "\n")
-	time.Sleep(150 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != 1 {
 		t.Fatalf("counted %v panics for one growing file", got)
 	}
@@ -222,7 +224,7 @@ func TestIdenticalContent(t *testing.T) {
 		renameIn(t, filepath.Join(logDir, fmt.Sprintf("copy%d.stacktrace.log", i)), content)
 	}
 	h.waitValue(metrics.Panics, 5)
-	time.Sleep(50 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != 5 {
 		t.Fatalf("counted %v", got)
 	}
@@ -324,7 +326,7 @@ func TestOverflowFlood(t *testing.T) {
 	h.waitAtLeast(metrics.Rescans, 1, metrics.LabelReason, "overflow")
 	h.waitValue(metrics.Panics, float64(n))
 	h.waitValue(metrics.StacktraceFiles, float64(n))
-	time.Sleep(200 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != float64(n) {
 		t.Fatalf("counted %v of %d", got, n)
 	}
@@ -355,7 +357,7 @@ func TestRestartNoDoubleCount(t *testing.T) {
 	h.waitValue(metrics.ClosedSessionWarnings, 2)
 	w.crash(t, 0)
 	h.waitValue(metrics.Panics, 8)
-	time.Sleep(100 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics, metrics.LabelKind, stacktrace.KindNilDereference); got != 6 {
 		t.Fatalf("nil dereference count %v after restart", got)
 	}
@@ -483,7 +485,9 @@ func writeHuge(t *testing.T, path string, head []byte, size int) {
 }
 
 // TestIncompleteFileBecomesFailure: a file that stays empty, or holds only a
-// panic message, is a parse failure after IncompleteAfter.
+// panic message, is a parse failure after IncompleteAfter (the wait itself
+// is ingest's TestIncompleteAfter, on a fake clock), found by the timer's
+// rescans.
 func TestIncompleteFileBecomesFailure(t *testing.T) {
 	logDir, dataDir := dirs(t)
 	os.MkdirAll(logDir, 0o755)
@@ -491,10 +495,6 @@ func TestIncompleteFileBecomesFailure(t *testing.T) {
 		RescanInterval: 50 * time.Millisecond, IncompleteAfter: 200 * time.Millisecond})
 	os.WriteFile(filepath.Join(logDir, "empty.stacktrace.log"), nil, 0o644)
 	os.WriteFile(filepath.Join(logDir, "half.stacktrace.log"), []byte("runtime error: invalid memory address or nil pointer dereference\n"), 0o644)
-	time.Sleep(100 * time.Millisecond)
-	if got := h.value(metrics.ParseFailures); got != 0 {
-		t.Fatalf("failure counted while the file may still be written: %v", got)
-	}
 	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailEmpty)
 	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailIncomplete)
 	h.waitAtLeast(metrics.Rescans, 2, metrics.LabelReason, "timer")
@@ -694,8 +694,8 @@ func TestServerLogRotation(t *testing.T) {
 	appendFile(t, log, closedLine("g"))
 	h = start(t, cfg)
 	h.waitValue(metrics.ClosedSessionWarnings, 7)
-	time.Sleep(50 * time.Millisecond)
-	if got := h.value(metrics.ClosedSessionWarnings); got != 7 {
-		t.Fatalf("warnings %v after restart", got)
-	}
+	// The log is read in order, so once a line written now is counted, any
+	// double count of the earlier ones would show: a sync point by data.
+	appendFile(t, log, `{"msg":"bet settled"}`+"\n"+closedLine("h"))
+	h.waitValue(metrics.ClosedSessionWarnings, 8)
 }

@@ -275,6 +275,10 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 	if perr == nil && !final && !pn.Truncated && cut(pn) {
 		perr = errCut
 	}
+	if pn != nil && pn.Truncated && prev.Size <= p.cfg.MaxBytes { // once, when it outgrows the limit
+		p.log.Warn("stacktrace file larger than the read limit; parsed its head",
+			"file", path, "size", rec.Size, "limit", p.cfg.MaxBytes)
+	}
 	at := crash.TimeOf(path, time.Unix(0, rec.MTime))
 	file := crash.File{Path: path, Size: rec.Size, ModTime: at}
 
@@ -305,10 +309,6 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 		if g.Count == 1 {
 			p.log.Info("new crash group", "kind", sig.Kind, "crash_site", sig.Site.Function,
 				"line", sig.Site.Line, "caller", sig.Caller, "nil_receiver", sig.NilReceiver, "file", path)
-		}
-		if pn.Truncated {
-			p.log.Warn("stacktrace file larger than the read limit; parsed its head",
-				"file", path, "size", rec.Size, "limit", p.cfg.MaxBytes)
 		}
 		if !counting {
 			return 0

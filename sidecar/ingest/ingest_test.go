@@ -286,3 +286,32 @@ func TestRecordsBounded(t *testing.T) {
 		t.Fatalf("a file below the watermark is %q", r.Status)
 	}
 }
+
+// TestIncompleteAfter: an empty file and one with the panic message only
+// wait, failing nothing, until they have been quiet for IncompleteAfter;
+// then each is one failure. Growing restarts the wait.
+func TestIncompleteAfter(t *testing.T) {
+	f := newFixture(t)
+	empty := f.write("empty.stacktrace.log", "")
+	half := f.write("half.stacktrace.log", "runtime error: invalid memory address or nil pointer dereference\n")
+	f.ready(empty)
+	f.ready(half)
+	f.now = f.now.Add(59 * time.Second)
+	f.synced()
+	appendFile(t, half, "goroutine 7 [running]:\n") // still cut, but it grew
+	f.ready(half)
+	f.now = f.now.Add(2 * time.Second)
+	f.synced()
+	if len(f.sink.failures) != 1 || f.sink.failures[0] != FailEmpty {
+		t.Fatalf("after 61 s: failures %v, want the empty file only", f.sink.failures)
+	}
+	f.now = f.now.Add(time.Minute)
+	f.synced()
+	if len(f.sink.failures) != 2 || f.sink.failures[1] != FailIncomplete || len(f.sink.panics) != 0 {
+		t.Fatalf("after a quiet minute: failures %v, panics %d", f.sink.failures, len(f.sink.panics))
+	}
+	f.synced()
+	if len(f.sink.failures) != 2 {
+		t.Fatal("failed twice")
+	}
+}

@@ -362,7 +362,9 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 	}
 	switch {
 	case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
-		w.gone(ev.Name)
+		// Events queue up: by now another file may have the name, so ask
+		// the directory rather than trust the event.
+		w.check(ev.Name)
 	case ev.Has(fsnotify.Create):
 		// Complete if renamed into place; else empty, and its writes follow.
 		w.check(ev.Name)
@@ -421,6 +423,7 @@ func (w *Watcher) check(path string) {
 
 func (w *Watcher) ready(path string, fi fs.FileInfo) {
 	if !fi.Mode().IsRegular() {
+		w.gone(path) // a symlink or FIFO now has the name: not a stacktrace file
 		return
 	}
 	st := stampOf(fi)
