@@ -699,3 +699,59 @@ func TestServerLogRotation(t *testing.T) {
 	appendFile(t, log, `{"msg":"bet settled"}`+"\n"+closedLine("h"))
 	h.waitValue(metrics.ClosedSessionWarnings, 8)
 }
+
+// TestLandingPageAndUI: / is a landing page linking the endpoints, or,
+// with Config.UI, the UI at / and /ui/ behind the API's auth.
+func TestLandingPageAndUI(t *testing.T) {
+	logDir, dataDir := dirs(t)
+	h := start(t, Config{LogDir: logDir, DataDir: dataDir})
+	srv := httptest.NewServer(h.s.Handler())
+	defer srv.Close()
+	r, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(body), `href="/api/v1/crashes"`) {
+		t.Fatalf("landing page: %d %s", r.StatusCode, body)
+	}
+	h.stop()
+
+	ui := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ui "+r.URL.Path) })
+	deny := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") == "" {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	h = start(t, Config{LogDir: logDir, DataDir: t.TempDir(), UI: ui, Auth: deny})
+	srv2 := httptest.NewServer(h.s.Handler())
+	defer srv2.Close()
+	for path, want := range map[string]string{"/": "ui /", "/ui/groups/x": "ui /ui/groups/x"} {
+		req, _ := http.NewRequest("GET", srv2.URL+path, nil)
+		if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 401 {
+			t.Fatalf("%s without auth: %v %v", path, r, err)
+		} else {
+			r.Body.Close()
+		}
+		req.Header.Set("Authorization", "Bearer x")
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if string(b) != want {
+			t.Fatalf("%s: %q, want %q", path, b, want)
+		}
+	}
+	if r, err := http.Get(srv2.URL + "/metrics"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("/metrics behind the UI: %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+}
