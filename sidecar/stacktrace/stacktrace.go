@@ -297,7 +297,7 @@ func (p *parser) setMessage(m string, from msgSource) {
 
 func (p *parser) line(line string) {
 	// A goroutine header ends any section.
-	if id, state, ok := parseGoroutineHeader(line); ok {
+	if id, state, ok := traceback.ParseHeader(line); ok {
 		p.flush()
 		p.out.Goroutines = append(p.out.Goroutines, Goroutine{ID: id, State: state})
 		p.g = &p.out.Goroutines[len(p.out.Goroutines)-1]
@@ -431,47 +431,49 @@ func (p *parser) panicLine(v string) {
 
 func (p *parser) frameLine(line string) {
 	g := p.g
-	switch {
-	case line == "":
+	l := traceback.Classify(line)
+	switch l.Kind {
+	case traceback.Blank:
 		p.flush()
 		p.sec = secHeader
 		return
-	case line[0] == '\t':
-		if !p.hasPending {
-			return // a file line without a function: ignore
+	case traceback.File:
+		if p.hasPending {
+			p.pending.File, p.pending.Line, p.pending.Offset = l.Name, l.N, l.Rest
+			p.flushPending()
 		}
-		p.pending.File, p.pending.Line, p.pending.Offset = parseFileLine(line[1:])
-		p.flushPending()
+		return
+	case traceback.Other:
+		// Register dumps, "goroutine running on other thread", "exit
+		// status 2", a cut file line: not part of a frame.
+		if line[0] != '\t' {
+			p.flushPending()
+		}
 		return
 	}
 	p.flushPending()
-	switch {
-	case strings.HasPrefix(line, "created by "):
-		fn := line[len("created by "):]
-		if i := strings.LastIndex(fn, " in goroutine "); i >= 0 {
-			g.CreatedByGoroutine = atoi(fn[i+len(" in goroutine "):])
-			fn = fn[:i]
-		}
-		if fn != "" && strings.IndexByte(fn, ' ') < 0 {
-			p.pending, p.hasPending, p.created = Frame{Function: fn, Pkg: traceback.PackageOf(fn)}, true, true
-		}
-	case strings.HasPrefix(line, "...") && strings.HasSuffix(line, " frames elided..."):
+	switch l.Kind {
+	case traceback.CreatedBy:
+		g.CreatedByGoroutine = l.N
+		p.pending, p.hasPending, p.created = Frame{Function: l.Name, Pkg: traceback.PackageOf(l.Name)}, true, true
+	case traceback.Elided:
 		g.FramesElided = true
-		g.Elided = atoi(line[3 : len(line)-len(" frames elided...")])
-	case line == "...additional frames elided...":
-		g.FramesElided = true
-	case strings.HasPrefix(line, "[originating from goroutine ") && strings.HasSuffix(line, "]:"):
-		id := atoi(line[len("[originating from goroutine ") : len(line)-2])
+		g.Elided = l.N
+	case traceback.Ancestor:
 		owner := &p.out.Goroutines[len(p.out.Goroutines)-1]
-		owner.Ancestors = append(owner.Ancestors, Goroutine{ID: id, State: "originating"})
+		owner.Ancestors = append(owner.Ancestors, Goroutine{ID: l.N, State: "originating"})
 		p.g = &owner.Ancestors[len(owner.Ancestors)-1]
-	default:
-		if f, ok := parseFuncLine(line); ok {
-			p.pending, p.hasPending = f, true
-		}
-		// Anything else (register dumps, "goroutine running on other
-		// thread", "exit status 2") is not part of a frame.
+	case traceback.Call:
+		p.pending, p.hasPending = callFrame(l), true
 	}
+}
+
+func callFrame(l traceback.Line[string]) Frame {
+	f := Frame{Function: l.Name, Pkg: traceback.PackageOf(l.Name), Inlined: l.Inlined}
+	if l.Rest != "" {
+		f.Args = traceback.SplitArgs(l.Rest)
+	}
+	return f
 }
 
 // flushPending stores the pending frame, with its file line or, in a cut
@@ -509,113 +511,6 @@ func isSignalDeath(line string) bool {
 		}
 	}
 	return true
-}
-
-// parseGoroutineHeader parses "goroutine 1 [running]:" and
-// "goroutine 1 gp=0xc000002380 m=0 mp=0x5a1b2c0 [running]:".
-func parseGoroutineHeader(line string) (id int, state string, ok bool) {
-	rest, ok := strings.CutPrefix(line, "goroutine ")
-	if !ok || !strings.HasSuffix(rest, "]:") {
-		return 0, "", false
-	}
-	n := 0
-	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-		n++
-	}
-	if n == 0 || n > 19 || n == len(rest) || rest[n] != ' ' {
-		return 0, "", false
-	}
-	id = atoi(rest[:n])
-	rest = rest[n+1:]
-	i := strings.IndexByte(rest, '[')
-	if i < 0 {
-		return 0, "", false
-	}
-	return id, rest[i+1 : len(rest)-2], true
-}
-
-// parseFuncLine parses "pkg.fn(args)" and "pkg.fn(...)".
-func parseFuncLine(line string) (Frame, bool) {
-	if !strings.HasSuffix(line, ")") {
-		return Frame{}, false
-	}
-	// Arguments hold no parentheses (hex words, braces, "?", "..."), the
-	// name may: "main.(*T).M(0x1)".
-	i := strings.LastIndexByte(line, '(')
-	if i <= 0 || strings.IndexByte(line[:i], ' ') >= 0 {
-		return Frame{}, false
-	}
-	fn, args := line[:i], line[i+1:len(line)-1]
-	f := Frame{Function: fn, Pkg: traceback.PackageOf(fn)}
-	if args == "..." {
-		f.Inlined = true
-	} else if args != "" {
-		f.Args = splitArgs(args)
-	}
-	return f, true
-}
-
-// splitArgs splits at top-level commas: "{0x0, 0x0}, 0x56" → ["{0x0, 0x0}", "0x56"].
-func splitArgs(s string) []string {
-	n, depth := 1, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				n++
-			}
-		}
-	}
-	out := make([]string, 0, n)
-	depth, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				out = append(out, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
-}
-
-// parseFileLine parses "/path/file.go:19 +0x3f", "/path/file.go:19" and
-// "/path/file.go:19 +0x3f fp=0x... sp=0x... pc=0x...". Paths may hold
-// spaces, so the line number is found from the right.
-func parseFileLine(s string) (file string, line int, offset string) {
-	if i := strings.Index(s, " fp="); i >= 0 {
-		s = s[:i]
-	}
-	if i := strings.LastIndex(s, " +0x"); i >= 0 {
-		offset = s[i+1:]
-		s = s[:i]
-	}
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return s, 0, offset
-	}
-	return s[:i], atoi(s[i+1:]), offset
-}
-
-// atoi parses a decimal prefix, saturating instead of overflowing; bad input gives 0.
-func atoi(s string) int {
-	n := 0
-	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		if n > (1<<62)/10 {
-			return 1 << 62
-		}
-		n = n*10 + int(s[i]-'0')
-	}
-	return n
 }
 
 // kindOf classifies a panic by its value. Runtime panics have fixed texts

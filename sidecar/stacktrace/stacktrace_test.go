@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/maruel/panicparse/v2/stack"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // want describes what a parse must yield. Zero fields are not checked,
@@ -577,7 +579,8 @@ func TestShortFuncAndPkg(t *testing.T) {
 		{"crosscall2", "", "crosscall2"},
 	}
 	for _, tc := range tests {
-		f, ok := parseFuncLine(tc.fn + "(0x1)")
+		l := traceback.Classify(tc.fn + "(0x1)")
+		f, ok := callFrame(l), l.Kind == traceback.Call
 		if !ok || f.Pkg != tc.pkg || f.ShortFunc() != tc.short || f.Function != tc.fn {
 			t.Errorf("%s: ok %v, Func %q, Pkg %q, ShortFunc %q", tc.fn, ok, f.Function, f.Pkg, f.ShortFunc())
 		}
@@ -602,7 +605,7 @@ func TestHeaders(t *testing.T) {
 		{"goroutine 99999999999999999999999 [running]:", 0, "", false},
 	}
 	for _, tc := range tests {
-		id, state, ok := parseGoroutineHeader(tc.line)
+		id, state, ok := traceback.ParseHeader(tc.line)
 		if id != tc.id || state != tc.state || ok != tc.ok {
 			t.Errorf("%q: %d %q %v; want %d %q %v", tc.line, id, state, ok, tc.id, tc.state, tc.ok)
 		}
