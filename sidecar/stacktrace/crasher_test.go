@@ -56,6 +56,11 @@ func clientWriteIface(w io.Writer, data []byte, size int) error {
 //go:noinline
 func onWildDigBetClientResp(s *Session) { _ = clientWrite(s, make([]byte, 0x56, 0x80), 0x56) }
 
+// overflow recurses until the runtime's stack limit stops it.
+//
+//go:noinline
+func overflow(b []byte) int { return overflow(append(b, 1)) + len(b) }
+
 //go:noinline
 func onBetIface(w io.Writer) { _ = clientWriteIface(w, make([]byte, 0x56, 0x80), 0x56) }
 
@@ -168,6 +173,9 @@ func crash(shape string) {
 			}()
 		}
 		time.Sleep(20 * time.Second)
+	case "stack_overflow":
+		debug.SetMaxStack(1 << 20)
+		overflow(nil)
 	case "unlock_unlocked":
 		var mu sync.Mutex
 		mu.Unlock()

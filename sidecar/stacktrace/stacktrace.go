@@ -17,6 +17,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stackwatch/stackwatch/sidecar/traceback"
@@ -47,15 +48,18 @@ var (
 
 // Kinds of panic, the values of Panic.Kind.
 const (
-	KindNilDereference      = "nil_dereference"
-	KindIndexOutOfRange     = "index_out_of_range"
-	KindClosedChannel       = "closed_channel"
-	KindNilMapWrite         = "nil_map_write"
-	KindDivideByZero        = "divide_by_zero"
-	KindTypeAssertion       = "type_assertion"
-	KindConcurrentMapWrites = "concurrent_map_writes"
-	KindFatalError          = "fatal_error"
-	KindCustom              = "custom"
+	KindNilDereference  = "nil_dereference"
+	KindIndexOutOfRange = "index_out_of_range"
+	KindClosedChannel   = "closed_channel"
+	KindNilMapWrite     = "nil_map_write"
+	KindDivideByZero    = "divide_by_zero"
+	KindTypeAssertion   = "type_assertion"
+	// KindFatal is a crash recover cannot stop: a "fatal error:" throw
+	// (concurrent map writes, stack overflow, out of memory, deadlock), a
+	// fatal signal ("SIGSEGV: segmentation violation" in cgo, "SIGABRT:
+	// abort") or a Windows exception. Message keeps the runtime's words.
+	KindFatal  = "fatal"
+	KindCustom = "custom"
 )
 
 // Panic is one parsed panic.
@@ -69,8 +73,12 @@ type Panic struct {
 	Nested []string
 	// Kind is one of the Kind* constants, derived from Message.
 	Kind string
-	// Fatal is set for a "fatal error:" throw, which cannot be recovered.
+	// Fatal is set for the crashes of KindFatal, which cannot be recovered.
 	Fatal bool
+	// Time is when the crash was logged, when the trace carries a
+	// timestamp: the log prefix of a trace read out of a log stream.
+	// Zero otherwise.
+	Time time.Time
 	// Recovered and Repanicked mirror the runtime's " [recovered]" and
 	// " [recovered, repanicked]" suffixes.
 	Recovered, Repanicked bool
@@ -80,6 +88,8 @@ type Panic struct {
 	// HTTPServing is the remote address of "http: panic serving ADDR: ...".
 	HTTPServing string
 	// Goroutines in printed order; Goroutines[0] is the one that panicked.
+	// A Windows exception prints the crashing goroutine's frames without a
+	// header: that goroutine has ID 0 and State "exception".
 	Goroutines []Goroutine
 	// Truncated is set when the input was longer than the byte limit and
 	// only its head was parsed.
@@ -202,6 +212,8 @@ type parser struct {
 	hasPending bool
 	created    bool // pending is the CreatedBy frame
 	sawPanic   bool // a "panic:" or "fatal error:" or "http: panic serving" line was seen
+	exception  bool // an "Exception 0x..." line was seen: frames may come without a header
+	newstack   bool // a "runtime stack:" block ran through runtime.newstack: a stack overflow
 	// plainLines counts header lines taken as the panic value without a
 	// "panic:" prefix, otherLines the header lines ignored.
 	plainLines, otherLines int
@@ -255,9 +267,47 @@ func (p *parser) run() (*Panic, error) {
 		// "goroutine N [running]:" and nothing after it.
 		return nil, ErrIncomplete
 	}
+	if p.msgFrom != msgPanic {
+		p.inferFatal()
+		out.Message = p.message()
+	}
 	out.Kind = kindOf(out.Message, out.Fatal)
 	out.Partial = !strings.HasSuffix(p.s, "\n") || looksCut(out.Goroutines[0])
 	return out, nil
+}
+
+// inferFatal recognises a fatal error whose "fatal error:" line is
+// missing. The runtime prints that line before it starts dying, and only
+// what it prints while dying is copied to runtime/debug.SetCrashOutput's
+// file (runtime.writeErrData, Go 1.23 to 1.26): a crash file holds the
+// goroutines but not the message. The message is then inferred from where
+// the runtime threw.
+func (p *parser) inferFatal() {
+	frames := p.out.Goroutines[0].Frames
+	top, next := "", ""
+	if len(frames) > 0 {
+		top = frames[0].Function
+	}
+	if len(frames) > 1 {
+		next = frames[1].Function
+	}
+	thrown := top == "runtime.throw" || top == "runtime.fatal" || top == "runtime.fatalthrow" || top == "sync.fatal"
+	var msg string
+	switch {
+	case p.newstack:
+		msg = "stack overflow"
+	case top == "internal/runtime/maps.fatal" || thrown && strings.HasPrefix(next, "runtime.map"):
+		// The map code's throws are all "concurrent map ...": writes
+		// (25 of the 42 in Go 1.26), reads or iteration during a write.
+		// The frames cannot tell them apart.
+		msg = "concurrent map writes"
+	case thrown:
+		msg = "unknown fatal error (the crash output lacks the runtime's message)"
+	default:
+		return
+	}
+	p.out.Fatal = true
+	p.setMessage(msg, msgPanic)
 }
 
 // looksCut reports whether g's traceback stops before its end. Go ends
@@ -312,6 +362,8 @@ func (p *parser) line(line string) {
 	case secSkip:
 		if line == "" {
 			p.sec = secHeader
+		} else if strings.HasPrefix(line, "runtime.newstack(") {
+			p.newstack = true
 		}
 	}
 }
@@ -363,6 +415,25 @@ func (p *parser) headerLine(line string) {
 			*n += "\n" + p.cutRecovered(line[1:])
 		}
 		return
+	}
+	if strings.HasPrefix(line, "Exception 0x") && p.msgFrom != msgPanic {
+		// A Windows exception (runtime/signal_windows.go winthrow): the
+		// crashing goroutine's frames follow with no goroutine header.
+		p.out.Fatal = true
+		p.exception = true
+		p.sawPanic = true
+		p.setMessage(line, msgPanic)
+		p.cont = contNone
+		return
+	}
+	if p.exception && len(p.out.Goroutines) == 0 {
+		if l := traceback.Classify(line); l.Kind == traceback.Call {
+			p.out.Goroutines = append(p.out.Goroutines, Goroutine{State: "exception"})
+			p.g = &p.out.Goroutines[0]
+			p.sec = secGoroutine
+			p.pending, p.hasPending = callFrame(l), true
+			return
+		}
 	}
 	if isSignalDeath(line) && p.msgFrom != msgPanic {
 		// "SIGQUIT: quit", "SIGABRT: abort": a signal the runtime does not
@@ -517,11 +588,7 @@ func isSignalDeath(line string) bool {
 // (runtime/error.go, runtime/panic.go); everything else is custom.
 func kindOf(msg string, fatal bool) string {
 	if fatal {
-		if strings.HasPrefix(msg, "concurrent map ") {
-			// "concurrent map writes", "concurrent map read and map write", ...
-			return KindConcurrentMapWrites
-		}
-		return KindFatalError
+		return KindFatal
 	}
 	m := strings.TrimPrefix(msg, "runtime error: ")
 	switch {

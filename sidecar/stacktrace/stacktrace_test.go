@@ -101,11 +101,15 @@ var realShapes = []struct {
 	{"deep", nil, want{msg: "deep", kind: KindCustom, framesElided: true, elided: -1,
 		funcs: []string{"stacktrace.recurse", "stacktrace.recurse"}}},
 	{"concurrent_map_writes", nil, want{
-		msg: "concurrent map writes", kind: KindConcurrentMapWrites, fatal: true,
+		msg: "concurrent map writes", kind: KindFatal, fatal: true,
 		funcs: []string{"maps.fatal", "stacktrace.crash.func7"}, createdBy: "stacktrace.crash",
 	}},
+	{"stack_overflow", nil, want{
+		msg: "stack overflow", kind: KindFatal, fatal: true, framesElided: true, elided: -1,
+		funcs: []string{"stacktrace.overflow", "stacktrace.overflow"},
+	}},
 	{"unlock_unlocked", nil, want{
-		msg: "sync: unlock of unlocked mutex", kind: KindFatalError, fatal: true,
+		msg: "sync: unlock of unlocked mutex", kind: KindFatal, fatal: true,
 		funcs:   []string{"sync.fatal", "sync.(*Mutex).unlockSlow", "sync.(*Mutex).Unlock", "sync.(*Mutex).Unlock", "stacktrace.crash"},
 		inlined: []int{2, 3},
 	}},
@@ -119,7 +123,7 @@ var realShapes = []struct {
 		createdBy: "stacktrace.inGoroutine", createdByG: -1, ancestors: []int{-1, 1},
 	}},
 	{"sigquit", nil, want{
-		msg: "SIGQUIT: quit", signalPrefix: "SIGQUIT: quit", kind: KindFatalError, fatal: true, minGoroutines: 2,
+		msg: "SIGQUIT: quit", signalPrefix: "SIGQUIT: quit", kind: KindFatal, fatal: true, minGoroutines: 2,
 		g0ID: 1, state: "running", funcs: []string{"linux.Syscall6", "syscall.RawSyscall6"},
 	}},
 	{"nil_goroutine", []string{"GOTRACEBACK=system"}, want{
@@ -173,19 +177,19 @@ var staticShapes = []struct {
 	{"go1.14_additional_elided.txt", want{msg: "deep", kind: KindCustom, framesElided: true,
 		funcs: []string{"main.recurse", "main.recurse", "main.recurse"}, lines: []int{5, 7, 7}}},
 	{"go1.18_concurrent_map_writes.txt", want{
-		msg: "concurrent map writes", kind: KindConcurrentMapWrites, fatal: true, minGoroutines: 2, g0ID: 18,
+		msg: "concurrent map writes", kind: KindFatal, fatal: true, minGoroutines: 2, g0ID: 18,
 		funcs: []string{"runtime.throw", "runtime.mapassign_fast64", "task.(*ClientManager).Add"},
 		lines: []int{992, 102, 57}, createdBy: "task.StartClients",
 	}},
 	{"go1.20_runtime_stack.txt", want{
-		msg: "unexpected signal during runtime execution", kind: KindFatalError, fatal: true,
+		msg: "unexpected signal during runtime execution", kind: KindFatal, fatal: true,
 		signalPrefix: "SIGSEGV", g0ID: 7, state: "syscall",
 		funcs: []string{"runtime.cgocall", "codec._Cfunc_decode", "codec.Decode", "main.main.func1"},
 		lines: []int{157, 61, 20, 14}, inlined: []int{2},
 		createdBy: "main.main", createdByG: 1,
 	}},
 	{"go1.12_deadlock.txt", want{
-		msg: "all goroutines are asleep - deadlock!", kind: KindFatalError, fatal: true, state: "semacquire",
+		msg: "all goroutines are asleep - deadlock!", kind: KindFatal, fatal: true, state: "semacquire",
 		funcs: []string{"sync.runtime_Semacquire", "sync.(*WaitGroup).Wait", "main.main"},
 	}},
 	{"go1.19_http_serving.txt", want{
