@@ -184,6 +184,26 @@ func parse(b []byte, truncated bool) (*Panic, error) {
 	if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
 		return nil, ErrBinary
 	}
+	p, err := parseText(b, truncated)
+	if err == nil || err == ErrBinary {
+		return p, err
+	}
+	// Not a bare trace: perhaps one inside log text (a prefix on every
+	// line, an escaped field). The first one found is the panic.
+	sc := traceback.NewScanner(bytes.NewReader(b))
+	if !sc.Scan() {
+		return nil, err
+	}
+	t := sc.Trace()
+	q, qerr := parseText(t.Text, truncated || t.Truncated)
+	if qerr != nil {
+		return nil, err
+	}
+	q.Time = t.Time
+	return q, nil
+}
+
+func parseText(b []byte, truncated bool) (*Panic, error) {
 	// One copy; every string in the result is a substring of it.
 	p := &parser{s: string(b), out: &Panic{Truncated: truncated}}
 	return p.run()
