@@ -111,7 +111,11 @@ func (s *Scanner) fill() bool {
 		s.floor = max(0, s.floor-keep)
 	}
 	if len(s.buf)-s.end < readSize/2 {
-		nb := make([]byte, max(2*len(s.buf), s.end+readSize))
+		size := max(2*len(s.buf), s.end+readSize)
+		if l, ok := s.r.(interface{ Len() int }); ok {
+			size = min(size, s.end+l.Len()+1) // an escaped field: small, and known
+		}
+		nb := make([]byte, size)
 		copy(nb, s.buf[:s.end])
 		s.buf = nb
 	}
