@@ -3,6 +3,8 @@ package traceback_test
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stackwatch/stackwatch/sidecar/traceback"
@@ -16,6 +18,14 @@ func FuzzScanner(f *testing.F) {
 		for _, sh := range shapes {
 			f.Add(sh.fn(b))
 		}
+	}
+	corpus, _ := filepath.Glob("testdata/corpus/*.log")
+	for _, name := range corpus {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	f.Add([]byte("Exception 0xc0000005 0x0 0x0 0x0\nPC=0x0\n\nmain.f()\n        C:/a.go:1 +0x1\n"))
 	f.Add([]byte(`{"stack":"goroutine 1 [running]:\\nmain.main()\\n\\t/a.go:1 +0x1\\n"}` + "\n"))

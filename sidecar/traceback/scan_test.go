@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
@@ -120,5 +121,49 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 				return
 			}
 		}
+	}
+}
+
+// TestCorpus reads real traces pasted into public issues (their sources
+// are in testdata/corpus/README.md) and names each one's crash site and
+// message, as analyze and the sidecar group them.
+func TestCorpus(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, msg, site string
+	}{
+		{"windows-exception-jnigi73.log", "fatal", "Exception 0xc0000005 0x0 0x0 0x177800003b6", "demo/jnigi._Cfunc_dyn_JNI_CreateJavaVM"},
+		{"windows-exception-go11710.log", "fatal", "Exception 0xc0000005 0x8 0x0 0x0", "github.com/mattn/go-oci8._Cfunc_WrapOCIEnvCreate"},
+		// journald kept one frame before systemd's lines: nothing but panic().
+		{"journald-interleaved-systemd3277.log", "index_out_of_range", "runtime error: slice bounds out of range", "panic"},
+		{"klog-observed-panic-starboard627.log", "nil_dereference", "runtime error: invalid memory address or nil pointer dereference",
+			"github.com/aquasecurity/starboard/pkg/kube.(*logsReader).GetLogsByJobAndContainerName"},
+		{"terminal-indented-k8s32206.log", "nil_dereference", "runtime error: invalid memory address or nil pointer dereference",
+			"k8s.io/kubernetes/pkg/kubectl/cmd.handleAttachPod"},
+		{"cgo-fatal-signal-postfix16.log", "fatal", "unexpected signal during runtime execution",
+			"github.com/coreos/go-systemd/sdjournal._Cfunc_my_sd_journal_open"},
+		{"spaces-indented-harbor40.log", "index_out_of_range", "runtime error: index out of range",
+			"github.com/turnerlabs/harbor-compose/cmd.printMergedLogs"},
+		{"bare-errgroup-compose8506.log", "index_out_of_range", "runtime error: index out of range [1] with length 1",
+			"github.com/docker/compose-cli/pkg/compose.(*convergence).ensureService"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata/corpus", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := scanAll(t, b)
+			if len(got) != 1 {
+				t.Fatalf("%d traces, want 1", len(got))
+			}
+			p, err := stacktrace.ParseBytes(got[0].Text)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, got[0].Text)
+			}
+			sig := crash.Classify(p)
+			if p.Kind != tc.kind || p.Message != tc.msg || sig.Site.Function != tc.site {
+				t.Errorf("kind %q, message %q, site %q; want %q, %q, %q\n%s", p.Kind, p.Message, sig.Site.Function,
+					tc.kind, tc.msg, tc.site, got[0].Text)
+			}
+		})
 	}
 }
