@@ -40,7 +40,7 @@ const DefaultListen = "127.0.0.1:9091"
 
 // subcommands run instead of the sidecar when named as the first argument.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"dumps":   dumpcli.Run,
+	"dumps": dumpcli.Run,
 }
 
 func main() {
