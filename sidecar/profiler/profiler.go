@@ -65,8 +65,8 @@ type Config struct {
 	DataDir string // dumps are kept in DataDir/dumps (required)
 
 	Interval        time.Duration // between scrapes; default 15s, as Pyroscope and Parca
-	Timeout         time.Duration // per request, body included; default 10s
-	MaxProfileBytes int64         // cap on a scraped profile; default 16 MiB
+	Timeout         time.Duration // per request, body included; default 10s, at most Interval
+	MaxProfileBytes int64         // cap on a scraped profile, both as served and gunzipped; default 16 MiB
 	MaxStacksBytes  int64         // cap on an on-demand debug=2 dump; default 32 MiB
 	MaxBodyBytes    int64         // cap on API request bodies; default 1 MiB
 
@@ -111,6 +111,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.Timeout, 10*time.Second)
 	def(&c.PanicWindow, time.Minute)
 	def(&c.Cooldown, time.Minute)
+	// As Prometheus' scrape_timeout: a scrape never outlives its interval,
+	// so the schedule cannot fall behind a slow target.
+	c.Timeout = min(c.Timeout, c.Interval)
 	defN := func(v *int64, d int64) {
 		if *v <= 0 {
 			*v = d
@@ -158,7 +161,8 @@ type Profiler struct {
 	m     promMetrics
 
 	captures chan captureRequest // asynchronous triggers: panics, alerts
-	busy     chan struct{}       // one on-demand fetch at a time
+	busy     chan struct{}       // one on-demand request waiting or fetching at a time
+	target   chan struct{}       // one fetch from the target at a time (see acquire)
 
 	mu            sync.Mutex
 	last          *goroutines.Snapshot
@@ -200,6 +204,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Profiler,
 		det:      leak.New(cfg.Leak),
 		captures: make(chan captureRequest, 4),
 		busy:     make(chan struct{}, 1),
+		target:   make(chan struct{}, 1),
 		armed:    true, lastTrigger: map[string]time.Time{},
 		m: promMetrics{
 			goroutines:     metrics.Goroutines.NewGauge(),

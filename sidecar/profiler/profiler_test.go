@@ -2,7 +2,9 @@ package profiler_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -329,6 +331,13 @@ func TestBadTargets(t *testing.T) {
 		{"garbage", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte("<html>this is not a profile</html>"))
 		}), profiler.ReasonMalformed, 0},
+		{"gzip bomb", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
+			zw := gzip.NewWriter(w) // 16 KiB on the wire, 16 MiB inflated
+			for range 16 {
+				zw.Write(make([]byte, 1<<20))
+			}
+			zw.Close()
+		}), profiler.ReasonTooLarge, 5 * time.Second},
 		{"gzip garbage", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte{0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5})
 		}), profiler.ReasonMalformed, 0},
@@ -340,11 +349,17 @@ func TestBadTargets(t *testing.T) {
 			if c.timeout == 0 {
 				c.timeout = 300 * time.Millisecond
 			}
-			sc := newSidecar(t, profiler.Config{Target: c.target, Interval: 50 * time.Millisecond,
-				Timeout: c.timeout, MaxProfileBytes: 8 << 20, KeepEvery: 1}, true)
-			waitFor(t, 10*time.Second, func() bool {
-				return gauge(t, sc, metrics.ScrapeErrors, metrics.LabelReason, c.reason) >= 2
-			})
+			sc := newSidecar(t, profiler.Config{Target: c.target, Interval: time.Hour,
+				Timeout: c.timeout, MaxProfileBytes: 8 << 20, KeepEvery: 1}, false)
+			for range 2 {
+				var se *profiler.ScrapeError
+				if err := sc.Scrape(t.Context()); !errors.As(err, &se) || se.Reason != c.reason {
+					t.Fatalf("scrape: %v, want a %s error", err, c.reason)
+				}
+			}
+			if v := gauge(t, sc, metrics.ScrapeErrors, metrics.LabelReason, c.reason); v != 2 {
+				t.Errorf("scrape errors %s = %v after 2 failed scrapes", c.reason, v)
+			}
 			// It keeps serving, says what is wrong, and stores nothing.
 			var st profiler.Status
 			if code := getJSON(t, sc.URL+"/api/v1/leaks", &st); code != 200 || !strings.Contains(st.LastError, c.reason) {
