@@ -287,7 +287,9 @@ func TestCtrlC(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- dumpcli.Run(ctx, []string{"list", "-sidecar", srv.URL, "-timeout", "1h"}, nil, io.Discard, io.Discard) }()
+	go func() {
+		done <- dumpcli.Run(ctx, []string{"list", "-sidecar", srv.URL, "-timeout", "1h"}, nil, io.Discard, io.Discard)
+	}()
 	<-arrived
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) || cli.ExitCode(err) != cli.ExitFailure {
