@@ -396,7 +396,7 @@ func TestFullDataDir(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "dumps"))
 	os.WriteFile(filepath.Join(dir, "dumps"), nil, 0o600)
 	code, body = do(t, http.MethodPost, sc2.URL+"/api/v1/dumps", "", nil)
-	if code != http.StatusInternalServerError || !bytes.Contains(body, []byte("dumps: create")) {
+	if code != http.StatusInternalServerError || !bytes.Contains(body, []byte("not a directory")) {
 		t.Errorf("unwritable ring: %d %s", code, body)
 	}
 	// Scraping and the API carry on.
