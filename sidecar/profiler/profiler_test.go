@@ -528,3 +528,109 @@ func TestSuspectCardinality(t *testing.T) {
 		t.Errorf("second location has its own series (%v) beyond LeakTopN=1", v)
 	}
 }
+
+// TestUIAccessors reads what the developer UI shows through the Go
+// methods: the scrape history, current groups, suspects, dumps, a diff,
+// and on-demand requests one at a time.
+func TestUIAccessors(t *testing.T) {
+	tg := startTarget(t, 60)
+	sc := newSidecar(t, profiler.Config{Target: tg.URL, Interval: time.Hour, KeepEvery: -1, HistoryLen: 3,
+		Leak: leak.Config{BlockedThreshold: 50}}, false)
+	if sc.Goroutines() != nil || len(sc.History()) != 0 {
+		t.Fatal("state before the first scrape")
+	}
+	ctx := t.Context()
+	base, err := sc.CaptureNow(ctx, "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if i > 0 {
+			tg.park(t, 10)
+		}
+		if err := sc.Scrape(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := sc.History()
+	if len(h) != 3 {
+		t.Fatalf("history holds %d scrapes, want HistoryLen 3", len(h))
+	}
+	label := sc.Status().Suspects[0].Label()
+	for i, want := range []int{70, 80, 90} { // the first scrape (60) was dropped
+		if h[i].Suspects[label] != want || (i > 0 && !h[i].Time.After(h[i-1].Time)) {
+			t.Errorf("sample %d: %v at %s, want %d", i, h[i].Suspects, h[i].Time, want)
+		}
+	}
+	cur := sc.Goroutines()
+	if h[2].Goroutines != cur.Total || cur.Groups[0].Count != 90 || cur.Groups[0].Location.Function != sc.Status().Suspects[0].Location.Function {
+		t.Errorf("current groups: total %d (history %d), largest %+v", cur.Total, h[2].Goroutines, cur.Groups[0])
+	}
+	if sc.Leaked() != nil {
+		t.Error("Leaked from a target without the goroutineleak profile")
+	}
+
+	late, err := sc.CaptureNow(ctx, "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := sc.Store().List(); len(l) != 2 || l[0].ID != late.ID || l[0].Goroutines != late.Goroutines || l[1].Reason != "before" {
+		t.Errorf("dump list %+v", l)
+	}
+	d, err := sc.DiffDumps(base.ID, late.ID)
+	if err != nil || len(d.Changes) == 0 || d.Changes[0].Delta != 30 || d.Base.ID != base.ID {
+		t.Fatalf("diff: %v %+v", err, d)
+	}
+	if _, err := sc.DiffDumps("nope", late.ID); !errors.Is(err, dumps.ErrInvalidID) {
+		t.Errorf("diff with a bad base: %v", err)
+	}
+	raw, m, err := sc.Store().Read(late.ID)
+	if g, gerr := sc.DumpGroups(late.ID); err != nil || gerr != nil || int64(len(raw)) != m.Bytes || g.Total != late.Goroutines {
+		t.Errorf("raw dump: %v %v, %d bytes of %d", err, gerr, len(raw), m.Bytes)
+	}
+}
+
+// TestOnDemandOneAtATime: while one developer's capture waits on the
+// target, a second capture and a debug=2 fetch are refused with ErrBusy,
+// and a scheduled scrape waits its turn rather than fetching alongside.
+func TestOnDemandOneAtATime(t *testing.T) {
+	entered, release := make(chan string, 4), make(chan struct{})
+	inner := pprofMux()
+	target := badTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- r.URL.String()
+		<-release
+		inner.ServeHTTP(w, r)
+	})
+	sc := newSidecar(t, profiler.Config{Target: target, Interval: time.Hour, KeepEvery: -1, LeakProfileEvery: -1}, false)
+	ctx := t.Context()
+	first := make(chan error, 1)
+	go func() { _, err := sc.CaptureNow(ctx, "first"); first <- err }()
+	<-entered
+	if _, err := sc.CaptureNow(ctx, "second"); !errors.Is(err, profiler.ErrBusy) {
+		t.Errorf("second capture: %v, want ErrBusy", err)
+	}
+	if _, err := sc.Stacks(ctx); !errors.Is(err, profiler.ErrBusy) {
+		t.Errorf("stacks: %v, want ErrBusy", err)
+	}
+	code, _ := do(t, http.MethodPost, sc.URL+"/api/v1/dumps", "", nil)
+	if code != http.StatusTooManyRequests {
+		t.Errorf("POST while busy: %d", code)
+	}
+	scraped := make(chan error, 1)
+	go func() { scraped <- sc.Scrape(ctx) }()
+	// The sync point: the scrape parks waiting for the target.
+	waitFor(t, 10*time.Second, func() bool { return countInDebug2("profiler.(*Profiler).acquire(") == 1 })
+	if len(entered) != 0 {
+		t.Errorf("scrape fetched %s while a capture held the target", <-entered)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-scraped; err != nil {
+		t.Fatal(err)
+	}
+	if u := <-entered; u != "/debug/pprof/goroutine" {
+		t.Errorf("scrape fetched %s", u)
+	}
+}
