@@ -91,12 +91,12 @@ type Config struct {
 	// the target, so a big server may want it rarer; negative disables.
 	LeakProfileEvery int
 
-	LeakTopN int         // locations exported per signal before the rest become "other"; default 10
+	LeakTopN int // locations exported per signal before the rest become "other"; default 10
 	// HistoryLen is how many scrapes History keeps; default 240 (an hour
 	// at 15s).
 	HistoryLen int
-	Leak     leak.Config // detector thresholds
-	Dumps    dumps.Limits
+	Leak       leak.Config // detector thresholds
+	Dumps      dumps.Limits
 
 	// Auth wraps every API route (e.g. bearer.Middleware); nil serves them
 	// unauthenticated, which is only right on localhost (see bearer.Resolve).
