@@ -9,8 +9,7 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/goroutines"
 )
 
-// frame is at line 7 of its own file (an untyped constant: Line's type is
-// the scanner's to choose).
+// frame is at line 7 of its own file.
 func frame(fn string) goroutines.Frame {
 	return goroutines.Frame{Function: fn, File: "/src/" + fn + ".go", Line: 7}
 }
@@ -41,10 +40,10 @@ func TestDiffMergesByLocation(t *testing.T) {
 		t.Fatalf("%d changes, want 2 (reckon merged, handler cancelled, steady unchanged): %+v", len(changes), changes)
 	}
 	c := changes[0]
-	if c.Location != recv || c.Base != 5 || c.Count != 13 || c.Delta != 8 || !slices.Equal(c.Groups, []string{"a", "b"}) || c.Frames[1].Function != "app.viaBet" {
+	if c.Location.String() != recv.String() || c.Base != 5 || c.Count != 13 || c.Delta != 8 || !slices.Equal(c.Groups, []string{"a", "b"}) || c.Frames[1].Function != "app.viaBet" {
 		t.Errorf("top change %+v, want reckon 5 → 13 from groups a and b", c)
 	}
-	if c := changes[1]; c.Location != sel || c.Delta != -2 || c.Count != 0 || !slices.Equal(c.Groups, []string{"s"}) {
+	if c := changes[1]; c.Location.String() != sel.String() || c.Delta != -2 || c.Count != 0 || !slices.Equal(c.Groups, []string{"s"}) {
 		t.Errorf("second change %+v, want tick 2 → 0", c)
 	}
 

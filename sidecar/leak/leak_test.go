@@ -142,7 +142,7 @@ func TestBlockedRule(t *testing.T) {
 		if s.Count != 120 || !s.Has(metrics.SignalBlocked) || s.Has(metrics.SignalGrowth) || s.Wait != goroutines.WaitChanSend {
 			t.Errorf("stuckSend suspect %+v", s)
 		}
-		if want := lineOf(t, "leak:send"); int(s.Location.Line) != want || !strings.HasSuffix(s.Location.File, "leak_test.go") {
+		if want := lineOf(t, "leak:send"); s.Location.Line != want || !strings.HasSuffix(s.Location.File, "leak_test.go") {
 			t.Errorf("location %s, want leak_test.go:%d", s.Location.Site(), want)
 		}
 		if !strings.HasSuffix(s.Label(), "leak_test.go:"+itoa(lineOf(t, "leak:send"))) {

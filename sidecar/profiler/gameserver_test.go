@@ -120,7 +120,7 @@ func TestLegacyGameServerLeak(t *testing.T) {
 	})
 	s := st.Suspects[0]
 	if !strings.HasSuffix(s.Location.Function, "gameserver/task.ClientGetWilddigReckonBetRes.func1") ||
-		s.Location.File != file || int(s.Location.Line) != line || s.Wait != goroutines.WaitChanReceive || !s.Has(metrics.SignalBlocked) {
+		s.Location.File != file || s.Location.Line != line || s.Wait != goroutines.WaitChanReceive || !s.Has(metrics.SignalBlocked) {
 		t.Errorf("top suspect %+v, want ClientGetWilddigReckonBetRes's closure at %s:%d", s, filepath.Base(file), line)
 	}
 	// The growth signal saw it rise during the load (any scrape's suspects).
@@ -236,7 +236,7 @@ func TestLegacyGameServerLeakProfile(t *testing.T) {
 			st.Suspects[0].Leaked == st.Suspects[0].Count
 	})
 	s := st.Suspects[0]
-	if !strings.HasSuffix(s.Location.Function, "ClientGetWilddigReckonBetRes.func1") || int(s.Location.Line) != line ||
+	if !strings.HasSuffix(s.Location.Function, "ClientGetWilddigReckonBetRes.func1") || s.Location.Line != line ||
 		filepath.Base(s.Location.File) != filepath.Base(file) || !s.Has(metrics.SignalRuntime) || !s.Has(metrics.SignalBlocked) || s.Leaked < 10 {
 		t.Errorf("top suspect %+v", s)
 	}

@@ -80,7 +80,7 @@ func TestScrapeFindsBlockedSuspect(t *testing.T) {
 	}
 	s := st.Suspects[0]
 	wantLine := lineOf(t, "helpers_test.go", "target:send")
-	if !strings.HasSuffix(s.Location.Function, "profiler_test.blockedAtSend") || int(s.Location.Line) != wantLine ||
+	if !strings.HasSuffix(s.Location.Function, "profiler_test.blockedAtSend") || s.Location.Line != wantLine ||
 		s.Count != 60 || !s.Has(metrics.SignalBlocked) || s.Wait != goroutines.WaitChanSend {
 		t.Errorf("suspect %+v, want blockedAtSend at line %d ×60", s, wantLine)
 	}
@@ -132,7 +132,7 @@ func TestRuntimeLeakProfile(t *testing.T) {
 		}
 	}
 	if found == nil || !found.Has(metrics.SignalRuntime) || found.Leaked != 25 ||
-		int(found.Location.Line) != lineOf(t, "testdata/leaktarget/main.go", "leaktarget:send") {
+		found.Location.Line != lineOf(t, "testdata/leaktarget/main.go", "leaktarget:send") {
 		t.Fatalf("runtime suspect %+v in %+v", found, st.Suspects)
 	}
 	if v := gauge(t, sc, metrics.GoroutinesLeaked); v != 25 {
