@@ -83,10 +83,20 @@ func bubbleProfiler(t *testing.T, h http.Handler, cfg profiler.Config) (*profile
 }
 
 // TestScheduleInBubble: Run scrapes at once and then every Interval, to
-// the nanosecond, and keeps every KeepEvery-th scrape.
+// the nanosecond, keeps every KeepEvery-th scrape, and never asks for the
+// debug=2 dump, which stops the target's world, unless a developer does.
 func TestScheduleInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p, _, run := bubbleProfiler(t, pprofMux(), profiler.Config{Interval: 15 * time.Second, KeepEvery: 2})
+		var mu sync.Mutex
+		var asked []string
+		pprof := pprofMux()
+		record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			asked = append(asked, r.URL.RequestURI())
+			mu.Unlock()
+			pprof.ServeHTTP(w, r)
+		})
+		p, _, run := bubbleProfiler(t, record, profiler.Config{Interval: 15 * time.Second, KeepEvery: 2, PanicBurst: 1, GoroutineThreshold: 1})
 		start := time.Now()
 		run()
 		time.Sleep(time.Minute + time.Second) // scrapes at 0, 15, 30, 45 and 60 s
@@ -100,8 +110,21 @@ func TestScheduleInBubble(t *testing.T) {
 				t.Errorf("scrape %d at %s", i+1, got)
 			}
 		}
-		if n, _ := p.Store().Usage(); n != 3 {
-			t.Errorf("%d dumps kept of 5 scrapes at KeepEvery 2, want 3 (scrapes 1, 3, 5)", n)
+		p.OnPanics(1)
+		synctest.Wait()
+		// Scrape 1 crossed the threshold, 3 and 5 were scheduled, then the panic.
+		if l := p.Store().List(); len(l) != 4 || l[0].Trigger != profiler.TriggerPanics || l[3].Trigger != profiler.TriggerThreshold {
+			t.Errorf("dumps %+v, want threshold, 2 × schedule, panics", l)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, u := range asked {
+			if u != "/debug/pprof/goroutine" && u != "/debug/pprof/goroutineleak" {
+				t.Errorf("the profiler asked for %s unprompted", u)
+			}
+		}
+		if len(asked) != 11 { // 5 scrapes × 2 profiles, 1 capture
+			t.Errorf("%d requests: %v", len(asked), asked)
 		}
 	})
 }
