@@ -465,6 +465,18 @@ func TestTriggers(t *testing.T) {
 	if code, _ := do(t, http.MethodPost, sc.URL+"/api/v1/alertmanager", "", strings.NewReader(huge)); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("2 MiB webhook: %d", code)
 	}
+	// A gzip-encoded body is read as sent, never inflated.
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	zw.Write([]byte(`{"alerts":[` + strings.Repeat(`{},`, 1<<20) + `{}]}`))
+	zw.Close()
+	req, _ := http.NewRequest(http.MethodPost, sc.URL+"/api/v1/alertmanager", &bomb)
+	req.Header.Set("Content-Encoding", "gzip")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("gzipped webhook: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 }
 
 func TestThresholdTrigger(t *testing.T) {
