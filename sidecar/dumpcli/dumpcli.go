@@ -1,6 +1,6 @@
-// Package dumpcli is the `sidecar dumps` command: it lists, pulls and diffs
-// the goroutine dumps a sidecar keeps, for a developer reaching the sidecar
-// through `kubectl port-forward`.
+// Package dumpcli is the `dumps` subcommand (`sidecar dumps`, `stackwatch
+// dumps`): it lists, pulls and diffs the goroutine dumps a sidecar keeps,
+// for a developer reaching the sidecar through `kubectl port-forward`.
 //
 //	sidecar dumps list    [-sidecar URL] [-json]
 //	sidecar dumps pull    [-sidecar URL] [-o FILE] [ID|latest]
@@ -53,7 +53,9 @@ const (
 	maxProfile = goroutines.MaxProfileSize
 )
 
-const usage = `usage: sidecar dumps <command> [flags] [args]
+// usage is printed after the program's name, so it reads right under any
+// binary that mounts the command.
+const usage = ` dumps <command> [flags] [args]
 
 commands:
   list     list the dumps the sidecar keeps, newest first
@@ -71,7 +73,7 @@ flags (every command):
   -reason TEXT      capture: why, kept with the dump
 `
 
-// Run runs `sidecar dumps` with args (the words after "dumps"). It is a
+// Run runs the dumps command with args (the words after "dumps"). It is a
 // cli.Command: ctx ends every request (Ctrl-C), usage errors are
 // cli.Usagef (exit 2) and anything else a runtime failure (exit 1).
 func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -82,6 +84,11 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	return sanitized{err}
 }
 
+// program is the binary's name, as the flag package names it.
+func program() string { return filepath.Base(os.Args[0]) }
+
+func printUsage(w io.Writer) { fmt.Fprint(w, "usage: "+program()+usage) }
+
 // sanitized prints its error without control characters: messages can
 // carry what the sidecar answered.
 type sanitized struct{ err error }
@@ -91,11 +98,11 @@ func (e sanitized) Unwrap() error { return e.err }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return cli.Usagef("dumps: missing command")
 	}
 	if h := args[0]; h == "-h" || h == "-help" || h == "--help" || h == "help" {
-		fmt.Fprint(stdout, usage)
+		printUsage(stdout)
 		return flag.ErrHelp
 	}
 	cmd, args := args[0], args[1:]
@@ -105,10 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	do, ok := commands[cmd]
 	if !ok {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return cli.Usagef("dumps: unknown command %q", cmd)
 	}
-	fs := flag.NewFlagSet("sidecar dumps "+cmd, flag.ContinueOnError)
+	fs := flag.NewFlagSet(program()+" dumps "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // the error is returned, and printed once
 	c := &client{}
 	def := os.Getenv("STACKWATCH_SIDECAR")
@@ -124,10 +131,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.reason, "reason", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
+			printUsage(stdout)
 			return err
 		}
-		return cli.Usagef("dumps %s: %v (see sidecar dumps -h)", cmd, err)
+		return cli.Usagef("dumps %s: %v (see %s dumps -h)", cmd, err, program())
 	}
 	if c.base == "" {
 		return cli.Usagef("dumps: -sidecar URL is empty")
@@ -277,7 +284,7 @@ func (c *client) list(ctx context.Context, args []string, o *options) error {
 // locally before they go anywhere.
 func (c *client) resolve(ctx context.Context, id string) (dumps.Meta, error) {
 	if id != "latest" && !dumps.ValidID(id) {
-		return dumps.Meta{}, cli.Usagef("dumps: %q is not a dump id (see `sidecar dumps list`)", id)
+		return dumps.Meta{}, cli.Usagef("dumps: %q is not a dump id (see `%s dumps list`)", id, program())
 	}
 	var l profiler.DumpList
 	if _, err := c.getJSON(ctx, "/api/v1/dumps", &l); err != nil {
@@ -285,7 +292,7 @@ func (c *client) resolve(ctx context.Context, id string) (dumps.Meta, error) {
 	}
 	if id == "latest" {
 		if len(l.Dumps) == 0 {
-			return dumps.Meta{}, errors.New("dumps: the sidecar keeps no dumps yet (capture one with `sidecar dumps capture`)")
+			return dumps.Meta{}, fmt.Errorf("dumps: the sidecar keeps no dumps yet (capture one with `%s dumps capture`)", program())
 		}
 		// The sidecar's answer names a file and a URL path: check it too.
 		if !dumps.ValidID(l.Dumps[0].ID) {

@@ -202,7 +202,7 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	for _, h := range [][]string{{"-h"}, {"--help"}, {"list", "-h"}} {
-		if out, _, err := run(t, h...); cli.ExitCode(err) != cli.ExitOK || !strings.Contains(out, "usage: sidecar dumps") {
+		if out, _, err := run(t, h...); cli.ExitCode(err) != cli.ExitOK || !strings.Contains(out, "usage: dumpcli.test dumps <command>") {
 			t.Errorf("%v: exit %d, printed %q", h, cli.ExitCode(err), out)
 		}
 	}
