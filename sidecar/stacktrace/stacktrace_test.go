@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/maruel/panicparse/v2/stack"
 
@@ -659,5 +660,45 @@ func TestParseMemoryBounded(t *testing.T) {
 	// The 1 MB read plus the parsed goroutines; measured ~14 MB.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
 		t.Errorf("parsing an endless input allocated %d MB", alloc>>20)
+	}
+}
+
+// A trace behind a log prefix parses as the bare trace does, with the time
+// the prefix carries: the sidecar reads such files too.
+func TestParseLogPrefixed(t *testing.T) {
+	b, err := os.ReadFile("testdata/go1.16_nil_method.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := ParseBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		prefix string
+		time   time.Time
+	}{
+		"cri":      {"2026-02-03T19:00:16.678Z stderr F ", time.Date(2026, 2, 3, 19, 0, 16, 678e6, time.UTC)},
+		"golog":    {"2026/02/03 19:00:16 ", time.Date(2026, 2, 3, 19, 0, 16, 0, time.UTC)},
+		"iso zone": {"2026-02-03 19:00:16.5+01:00 gameserver: ", time.Date(2026, 2, 3, 18, 0, 16, 5e8, time.UTC)},
+		"gutter":   {"  7 | ", time.Time{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var in strings.Builder
+			for _, l := range strings.SplitAfter(string(b), "\n") {
+				if l != "" {
+					in.WriteString(tc.prefix + l)
+				}
+			}
+			p, err := ParseBytes([]byte(in.String()))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, in.String())
+			}
+			if !p.Time.Equal(tc.time) || p.Message != bare.Message || p.Kind != bare.Kind ||
+				len(p.Goroutines[0].Frames) != len(bare.Goroutines[0].Frames) {
+				t.Errorf("time %v, message %q, kind %s, %d frames; want %v and the bare trace's",
+					p.Time, p.Message, p.Kind, len(p.Goroutines[0].Frames), tc.time)
+			}
+		})
 	}
 }
