@@ -56,10 +56,15 @@ func clientWriteIface(w io.Writer, data []byte, size int) error {
 //go:noinline
 func onWildDigBetClientResp(s *Session) { _ = clientWrite(s, make([]byte, 0x56, 0x80), 0x56) }
 
-// overflow recurses until the runtime's stack limit stops it.
+// overflow recurses until the runtime's stack limit stops it: n only grows.
 //
 //go:noinline
-func overflow(b []byte) int { return overflow(append(b, 1)) + len(b) }
+func overflow(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return overflow(n+1) + 1
+}
 
 //go:noinline
 func onBetIface(w io.Writer) { _ = clientWriteIface(w, make([]byte, 0x56, 0x80), 0x56) }
@@ -175,7 +180,7 @@ func crash(shape string) {
 		time.Sleep(20 * time.Second)
 	case "stack_overflow":
 		debug.SetMaxStack(1 << 20)
-		overflow(nil)
+		sink = overflow(1)
 	case "unlock_unlocked":
 		var mu sync.Mutex
 		mu.Unlock()

@@ -8,7 +8,7 @@ import (
 func TestPrefixStrip(t *testing.T) {
 	for _, tc := range []struct {
 		learned, line, rest string
-		ok                 bool
+		ok                  bool
 	}{
 		{"2026-02-03T19:00:16.678Z stderr F ", "2026-02-03T19:00:17.9Z stderr F \t/a.go:1 +0x1", "\t/a.go:1 +0x1", true},
 		{"2026-02-03T19:00:16.678Z stderr F ", "2026-02-03T19:00:17.9Z stdout F main.main()", "", false},

@@ -578,7 +578,7 @@ func couldStart(c []byte) bool {
 	if !(name[0] == '_' || name[0] >= 'a' && name[0] <= 'z' || name[0] >= 'A' && name[0] <= 'Z') {
 		return false
 	}
-	return bytes.IndexAny(name, " \"{}=:,;'") < 0
+	return !bytes.ContainsAny(name, " \"{}=:,;'")
 }
 
 // normalizeFile turns a file line whose tab a paste turned into spaces, or
