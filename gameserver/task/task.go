@@ -103,7 +103,13 @@ type Config struct {
 	Metrics  *Metrics
 	Logger   *slog.Logger
 	Retry    RetryPolicy // zero means DefaultRetryPolicy
+	// RedeliveryPage bounds the results sent at once when a player comes
+	// back; the rest follow as the player acks. 0 means DefaultRedeliveryPage.
+	RedeliveryPage int
 }
+
+// DefaultRedeliveryPage is the default Config.RedeliveryPage.
+const DefaultRedeliveryPage = 256
 
 // Task runs bets for one game.
 type Task struct {

@@ -13,13 +13,17 @@ package wallet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +33,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/protocol"
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // FileName is the ledger's file name inside the data directory.
@@ -97,6 +102,10 @@ type Options struct {
 	// MaxBatchDelay is how long concurrent updates wait to share one
 	// transaction and fsync (1ms if 0).
 	MaxBatchDelay time.Duration
+	// New allows a fresh ledger where the marker shows one was kept but
+	// wallet.db is missing or empty. Without it Open refuses, so a lost
+	// ledger is never replaced silently by one where every balance is new.
+	New bool
 }
 
 // Wallet is the ledger. Its methods are safe for concurrent use.
@@ -118,7 +127,23 @@ type Wallet struct {
 	closeMu sync.Once
 }
 
-// Open opens (creating if needed) the ledger in dir.
+// MarkerName is the file Open keeps beside the ledger once it holds one: a
+// ledger that goes missing or empty later is then refused, not remade.
+const MarkerName = "wallet.marker"
+
+// Errors Open returns for a ledger it will not use. Each message says how to
+// recover.
+var (
+	ErrLedgerLost    = errors.New("wallet: ledger missing or empty where one was kept")
+	ErrLedgerDamaged = errors.New("wallet: ledger damaged")
+)
+
+const recoverHint = "restore wallet.db from a backup, or move the data directory aside to start an empty ledger"
+
+// Open opens the ledger in dir, creating it if dir never held one. It
+// checks the file before use: a ledger that is truncated, damaged, holds
+// values of the wrong type, or vanished (the marker remains) is refused
+// with an error saying how to recover.
 func Open(dir string, opts Options) (*Wallet, error) {
 	if opts.InitialBalance == 0 {
 		opts.InitialBalance = DefaultInitialBalance
@@ -133,22 +158,115 @@ func Open(dir string, opts Options) (*Wallet, error) {
 		return nil, fmt.Errorf("wallet: data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	marker := filepath.Join(dir, MarkerName)
+	if err := checkFile(path, marker, opts.New); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s (is another gameserver using this -data-dir?)", ErrLocked, path)
 	case err != nil:
-		return nil, fmt.Errorf("wallet: open %s: %w (the file is not a usable ledger; move it aside to start empty)", path, err)
+		return nil, fmt.Errorf("%w: open %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
 	}
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	w := &Wallet{db: db, opts: opts, acks: make(map[string]struct{}), ackKick: make(chan struct{}, 1),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := w.init(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("wallet: %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
+	}
+	if _, err := os.Stat(marker); errors.Is(err, fs.ErrNotExist) {
+		if err := fsutil.WriteFile(marker, []byte("stackwatch wallet ledger, created "+time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("wallet: marker: %w", err)
+		}
 	}
 	go w.flushAcks()
 	return w, nil
+}
+
+// checkFile refuses a ledger bbolt must not map: one that vanished where
+// the marker says a ledger was kept, or one shorter than its meta page says
+// (bbolt would die of SIGBUS reading past the end).
+func checkFile(path, marker string, fresh bool) error {
+	fi, err := os.Stat(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wallet: %w", err)
+	}
+	if err != nil || fi.Size() == 0 {
+		m, merr := os.ReadFile(marker)
+		if merr != nil || fresh {
+			if fresh {
+				os.Remove(marker) // rewritten once the fresh ledger exists
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: %s is missing or empty, but %s says: %q. "+
+			"Restore wallet.db from a backup; to start a fresh ledger (every balance reset, pending results lost) pass -new-ledger",
+			ErrLedgerLost, path, marker, strings.TrimSpace(string(m)))
+	}
+	if fresh {
+		return fmt.Errorf("wallet: -new-ledger given, but %s holds a ledger: move it aside first", path)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file", ErrLedgerDamaged, path)
+	}
+	need, err := metaSize(path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
+	}
+	if fi.Size() < need {
+		return fmt.Errorf("%w: %s is truncated: %d bytes, its meta page needs %d; %s",
+			ErrLedgerDamaged, path, fi.Size(), need, recoverHint)
+	}
+	return nil
+}
+
+// bbolt's meta page: a 16-byte page header, then magic, version, page size,
+// flags (uint32 each), root bucket (16 bytes), freelist page, high-water
+// page id, txid, and an FNV-64a checksum of everything before it.
+const (
+	boltMagic        = 0xED0CDAED
+	boltMetaOffset   = 16
+	boltChecksumSpan = 56
+)
+
+// metaSize reads both bbolt meta pages and returns the file size the newer
+// valid one requires (high-water page id × page size).
+func metaSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	read := func(off int64) (pageSize uint32, need int64, txid uint64, ok bool) {
+		buf := make([]byte, boltChecksumSpan+8)
+		if _, err := f.ReadAt(buf, off+boltMetaOffset); err != nil {
+			return 0, 0, 0, false
+		}
+		le := binary.NativeEndian
+		h := fnv.New64a()
+		h.Write(buf[:boltChecksumSpan])
+		if le.Uint32(buf[0:]) != boltMagic || le.Uint64(buf[boltChecksumSpan:]) != h.Sum64() {
+			return 0, 0, 0, false
+		}
+		pageSize = le.Uint32(buf[8:])
+		hwm := le.Uint64(buf[40:])
+		return pageSize, int64(hwm) * int64(pageSize), le.Uint64(buf[48:]), pageSize >= 512
+	}
+	ps, need0, tx0, ok0 := read(0)
+	if !ok0 {
+		ps = uint32(os.Getpagesize())
+	}
+	_, need1, tx1, ok1 := read(int64(ps))
+	switch {
+	case ok0 && (!ok1 || tx0 >= tx1):
+		return need0, nil
+	case ok1:
+		return need1, nil
+	}
+	return 0, errors.New("no valid bbolt meta page")
 }
 
 func (w *Wallet) init() error {
@@ -169,6 +287,25 @@ func (w *Wallet) init() error {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		var damage error
+		for err := range tx.Check() { // drained whole: Check's goroutine sends them all
+			damage = cmp.Or(damage, err)
+		}
+		if damage != nil {
+			return damage
+		}
+		if err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			_, err := decodeBalance(k, v)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
+			_, err := decodeBet(k, v)
+			return err
+		}); err != nil {
+			return err
 		}
 		var n, dead int64
 		err = tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
@@ -216,12 +353,33 @@ func ValidBetID(id string) bool {
 	return true
 }
 
-func (w *Wallet) balance(tx *bolt.Tx, player string) int64 {
+// balance reads the player's balance; a player never seen has the initial
+// balance. A malformed value is an error, never a default.
+func (w *Wallet) balance(tx *bolt.Tx, player string) (int64, error) {
 	v := tx.Bucket(bucketAccounts).Get([]byte(player))
-	if len(v) != 8 {
-		return w.opts.InitialBalance
+	if v == nil {
+		return w.opts.InitialBalance, nil
 	}
-	return int64(binary.BigEndian.Uint64(v))
+	return decodeBalance([]byte(player), v)
+}
+
+func decodeBalance(k, v []byte) (int64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("wallet: account %q: balance is %d bytes, want 8", k, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// decodeBet parses a bet record and checks it names its own key.
+func decodeBet(k, v []byte) (Bet, error) {
+	var b Bet
+	if err := json.Unmarshal(v, &b); err != nil {
+		return Bet{}, fmt.Errorf("wallet: bet record %q: %w", k, err)
+	}
+	if !bytes.Equal(key(b.Player, b.BetID), k) || (b.State != Deducted && b.State != Settled) {
+		return Bet{}, fmt.Errorf("wallet: bet record %q: names %q/%q in state %q", k, b.Player, b.BetID, b.State)
+	}
+	return b, nil
 }
 
 func putBalance(tx *bolt.Tx, player string, bal int64) error {
@@ -233,11 +391,8 @@ func getBet(tx *bolt.Tx, k []byte) (Bet, bool, error) {
 	if v == nil {
 		return Bet{}, false, nil
 	}
-	var b Bet
-	if err := json.Unmarshal(v, &b); err != nil {
-		return Bet{}, false, fmt.Errorf("wallet: bet record %q: %w", k, err)
-	}
-	return b, true, nil
+	b, err := decodeBet(k, v)
+	return b, err == nil, err
 }
 
 func putBet(tx *bolt.Tx, b Bet) error {
@@ -251,9 +406,9 @@ func putBet(tx *bolt.Tx, b Bet) error {
 // Balance is the player's balance now.
 func (w *Wallet) Balance(player string) (int64, error) {
 	var bal int64
-	err := w.db.View(func(tx *bolt.Tx) error {
-		bal = w.balance(tx, player)
-		return nil
+	err := w.db.View(func(tx *bolt.Tx) (err error) {
+		bal, err = w.balance(tx, player)
+		return err
 	})
 	return bal, err
 }
@@ -291,7 +446,10 @@ func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amo
 			b, existed = got, true
 			return nil
 		}
-		bal := w.balance(tx, player)
+		bal, err := w.balance(tx, player)
+		if err != nil {
+			return err
+		}
 		if bal < amount {
 			return ErrInsufficientFunds
 		}
@@ -329,7 +487,11 @@ func (w *Wallet) settle(player, betID string, card game.Card) (protocol.BetResul
 			res = *b.Result
 			return nil
 		}
-		bal := w.balance(tx, player) + card.Win
+		bal, err := w.balance(tx, player)
+		if err != nil {
+			return err
+		}
+		bal += card.Win
 		if err := putBalance(tx, player, bal); err != nil {
 			return err
 		}
@@ -368,9 +530,9 @@ func (w *Wallet) Unsettled() ([]Bet, error) {
 	var out []Bet
 	err := w.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
-			var b Bet
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("wallet: bet record %q: %w", k, err)
+			b, err := decodeBet(k, v)
+			if err != nil {
+				return err
 			}
 			if b.State != Settled {
 				out = append(out, b)
