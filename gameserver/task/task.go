@@ -123,7 +123,8 @@ type Task struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
-	wg        sync.WaitGroup // bet and win-credit goroutines
+	wg        sync.WaitGroup // bet and win-credit goroutines, until a legacy reckon parks
+	parked    sync.WaitGroup // legacy reckon goroutines parked for the handler's confirmation
 
 	inflightMu sync.Mutex
 	inflight   map[string]*inflight
@@ -166,13 +167,19 @@ func New(cfg Config) (*Task, error) {
 // Run drives the retry queue until ctx ends.
 func (t *Task) Run(ctx context.Context) { t.retry.run(ctx) }
 
-// Close stops new work, releases the goroutines legacy mode leaked (so a
-// test's leak check passes) and waits for every bet goroutine.
+// Close stops new work and waits for every bet goroutine. Legacy mode's
+// leaked goroutines are released (so a test's leak check passes) only where
+// the runtime cannot have proven them leaked: waking a goroutine the
+// goroutineleak profile marked kills the process ("bad g->status in
+// ready"). With that profile built in they stay parked, as in the original.
 func (t *Task) Close() {
 	t.closeOnce.Do(func() {
 		close(t.closing)
-		t.leaks.releaseAll()
 		t.wg.Wait()
+		if !leakProfileBuiltIn() {
+			t.leaks.releaseAll()
+			t.parked.Wait()
+		}
 		if t.legacy {
 			legacyTasks.Add(-1)
 		}
