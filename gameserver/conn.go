@@ -26,7 +26,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if !ok {
 		return
 	}
-	// sctx ends when this connection ends: bets not yet deducted abort.
+	// sctx ends when this connection ends: balance requests stop waiting.
 	sctx, cancel := context.WithCancel(ctx)
 	var reqs sync.WaitGroup
 	// Balance requests wait for the player's bets to settle off the read
@@ -35,6 +35,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer func() {
 		cancel()
 		s.sessions.Remove(sess)
+		s.task.Detach(sess)
 		reqs.Wait()
 	}()
 	s.sessionsCreated.Inc()
@@ -125,7 +126,7 @@ func (s *Server) handle(ctx context.Context, sess *session.GateSession, f protoc
 		if err := f.Decode(&a); err != nil {
 			return s.send(sess, protocol.TypeError, protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()})
 		}
-		s.task.Ack(sess.PlayerID(), a.BetID)
+		s.task.Ack(sess, a.BetID)
 	case protocol.TypePing:
 		return s.send(sess, protocol.TypePong, protocol.Pong{})
 	case protocol.TypeBalanceRequest:

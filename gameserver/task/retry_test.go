@@ -111,7 +111,7 @@ func TestRetryDeadLettersAfterTries(t *testing.T) {
 	// An acked result is not retried.
 	b3, d3 := settled(t, tk, "p", "b3")
 	tk.queue(b3, d3)
-	tk.Ack("p", "b3")
+	tk.Ack(session.New(1, "p", nil, 0), "b3")
 	if tk.Pending() != 0 {
 		t.Fatal("ack left the result queued")
 	}

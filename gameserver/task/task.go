@@ -19,9 +19,9 @@
 package task
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -131,6 +131,10 @@ type Task struct {
 
 	retry *retrier
 	leaks leakRegistry
+	page  int // backlog page size
+
+	boxMu sync.Mutex
+	boxes map[string]*mailbox // players with a delivery or backlog under way
 }
 
 type inflight struct {
@@ -155,6 +159,7 @@ func New(cfg Config) (*Task, error) {
 	t := &Task{
 		game: cfg.Game, legacy: cfg.Legacy, wallet: cfg.Wallet, sessions: cfg.Sessions, rec: cfg.Recorder,
 		m: cfg.Metrics, log: cfg.Logger, closing: make(chan struct{}), inflight: make(map[string]*inflight),
+		page: cmp.Or(cfg.RedeliveryPage, DefaultRedeliveryPage), boxes: make(map[string]*mailbox),
 	}
 	t.retry = newRetrier(t, cfg.Retry)
 	t.leaks.init()
@@ -320,38 +325,4 @@ func (t *Task) sendError(player string, e *protocol.Error) {
 	if err := t.deliver(s, player, data); err != nil {
 		t.log.Debug("error reply not sent", "player", player, "err", err)
 	}
-}
-
-// Redeliver sends session every unacknowledged result its player has in the
-// outbox, flagged Redelivered. Call it right after Welcome.
-func (t *Task) Redeliver(s Session) (int, error) {
-	player := s.PlayerID()
-	t.retry.dropPlayer(player)
-	results, err := t.wallet.Outbox(player)
-	if err != nil {
-		return 0, fmt.Errorf("task: outbox for %s: %w", player, err)
-	}
-	n := 0
-	for _, res := range results {
-		if res.PlayerID != player {
-			t.log.Error("outbox entry has another owner; not delivered", "player", player, "owner", res.PlayerID, "bet_id", res.BetID)
-			continue
-		}
-		res.Redelivered = true
-		data, err := protocol.Marshal(protocol.TypeBetResult, res)
-		if err != nil {
-			return n, err
-		}
-		if err := t.deliver(s, player, data); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
-
-// Ack forgets a result the player confirmed.
-func (t *Task) Ack(player, betID string) {
-	t.retry.drop(player, betID)
-	t.wallet.Ack(player, betID)
 }

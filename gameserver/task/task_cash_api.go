@@ -30,10 +30,10 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-	} else {
-		// The original had no cancellation: the bet runs whatever the client does.
-		ctx = context.WithoutCancel(ctx)
 	}
+	// A bet the server has read runs whatever the client does: its result
+	// follows the player to their next session.
+	ctx = context.WithoutCancel(ctx)
 	select {
 	case <-t.closing:
 		return &protocol.Error{Code: protocol.CodeUnavailable, BetID: req.BetID, Message: "server shutting down"}
@@ -57,14 +57,8 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 		defer t.failedUnlessAnswered(b)
 		defer t.rec.RecoverFunc()
 
-		rec, existed, err := t.wallet.Deduct(ctx, t.game.Name, b.player, b.id, b.amount)
+		rec, existed, err := t.wallet.DeductReceived(ctx, t.game.Name, b.player, b.id, b.amount, b.start)
 		switch {
-		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-			// The client went before the stake was taken: nothing happened.
-			t.log.Info("client gone before deduction; bet aborted", "player", b.player, "bet_id", b.id)
-			b.outcomeOnce.Store(true)
-			b.responded.release()
-			return
 		case errors.Is(err, wallet.ErrInsufficientFunds):
 			b.outcomeOnce.Store(true)
 			b.responded.release()

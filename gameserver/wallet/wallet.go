@@ -46,6 +46,7 @@ var (
 	bucketAccounts = []byte("accounts") // player → balance (int64, big endian)
 	bucketBets     = []byte("bets")     // player\x00betID → Bet (JSON)
 	bucketOutbox   = []byte("outbox")   // player\x00betID → outboxEntry (JSON)
+	bucketOrder    = []byte("outbox_order") // player\x00seq(8, big endian)betID → nil: the outbox in bet order
 	bucketMeta     = []byte("meta")
 	keySchema      = []byte("schema")
 	schemaVersion  = []byte("stackwatch-wallet-v1")
@@ -76,12 +77,21 @@ type Bet struct {
 	Amount  int64               `json:"amount"`
 	State   State               `json:"state"`
 	Created time.Time           `json:"created"`
+	Seq     uint64              `json:"seq,omitempty"` // bet order: when the server received it (Unix ns)
 	Result  *protocol.BetResult `json:"result,omitempty"`
 }
 
 type outboxEntry struct {
 	Result protocol.BetResult `json:"result"`
+	Seq    uint64             `json:"seq,omitempty"` // the bet's Seq
 	Dead   bool               `json:"dead,omitempty"`
+}
+
+// orderKey is the entry's key in the bet-order index.
+func orderKey(player string, seq uint64, betID string) []byte {
+	k := append([]byte(player), 0)
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return append(k, betID...)
 }
 
 // Options configure a Wallet.
@@ -288,6 +298,11 @@ func (w *Wallet) init() error {
 				return err
 			}
 		}
+		if tx.Bucket(bucketOrder) == nil {
+			if err := backfillOrder(tx); err != nil {
+				return err
+			}
+		}
 		var damage error
 		for err := range tx.Check() { // drained whole: Check's goroutine sends them all
 			damage = cmp.Or(damage, err)
@@ -322,6 +337,22 @@ func (w *Wallet) init() error {
 		w.pending.Store(n)
 		w.dead.Store(dead)
 		return err
+	})
+}
+
+// backfillOrder builds the bet-order index for a ledger written before it
+// existed; such entries have no Seq and sort by bet id.
+func backfillOrder(tx *bolt.Tx) error {
+	order, err := tx.CreateBucket(bucketOrder)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		var e outboxEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("outbox entry %q: %w", k, err)
+		}
+		return order.Put(orderKey(e.Result.PlayerID, e.Seq, e.Result.BetID), nil)
 	})
 }
 
@@ -418,6 +449,12 @@ func (w *Wallet) Balance(player string) (int64, error) {
 // bet is returned with existed set. If ctx ends during the wallet latency,
 // nothing is deducted and ctx's error is returned.
 func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amount int64) (b Bet, existed bool, err error) {
+	return w.DeductReceived(ctx, gameName, player, betID, amount, time.Now())
+}
+
+// DeductReceived is Deduct for a bet the server received at received: the
+// player's results are redelivered in that order.
+func (w *Wallet) DeductReceived(ctx context.Context, gameName, player, betID string, amount int64, received time.Time) (b Bet, existed bool, err error) {
 	if !ValidBetID(betID) || amount <= 0 || amount > game.MaxBet || player == "" {
 		return Bet{}, false, fmt.Errorf("%w: id %q amount %d", ErrBadBet, betID, amount)
 	}
@@ -456,7 +493,8 @@ func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amo
 		if err := putBalance(tx, player, bal-amount); err != nil {
 			return err
 		}
-		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC()}, false
+		seq := uint64(received.UnixNano())
+		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC(), Seq: seq}, false
 		return putBet(tx, b)
 	})
 	return b, existed, err
@@ -504,11 +542,14 @@ func (w *Wallet) settle(player, betID string, card game.Card) (protocol.BetResul
 		if !w.opts.Outbox {
 			return nil
 		}
-		v, err := json.Marshal(outboxEntry{Result: res})
+		v, err := json.Marshal(outboxEntry{Result: res, Seq: b.Seq})
 		if err != nil {
 			return err
 		}
 		tx.OnCommit(func() { w.pending.Add(1) })
+		if err := tx.Bucket(bucketOrder).Put(orderKey(player, b.Seq, betID), nil); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketOutbox).Put(k, v)
 	})
 	return res, err
@@ -565,25 +606,51 @@ func (w *Wallet) Recover() ([]protocol.BetResult, error) {
 	return out, nil
 }
 
-// Outbox lists the player's unacknowledged results, oldest bet id first.
+// Outbox lists the player's unacknowledged results in bet order.
 func (w *Wallet) Outbox(player string) ([]protocol.BetResult, error) {
 	var out []protocol.BetResult
-	prefix := []byte(player + "\x00")
+	var after []byte
+	for {
+		page, next, err := w.OutboxPage(player, after, 1024)
+		if err != nil || len(page) == 0 {
+			return out, err
+		}
+		out, after = append(out, page...), next
+	}
+}
+
+// OutboxPage returns up to limit of the player's unacknowledged results in
+// bet order, starting after the cursor after (nil: from the first), and the
+// cursor to pass for the next page.
+func (w *Wallet) OutboxPage(player string, after []byte, limit int) ([]protocol.BetResult, []byte, error) {
+	var out []protocol.BetResult
+	prefix := append([]byte(player), 0)
+	next := after
 	err := w.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if w.acked(k) {
+		outbox := tx.Bucket(bucketOutbox)
+		c := tx.Bucket(bucketOrder).Cursor()
+		k, _ := c.Seek(prefix)
+		if after != nil {
+			if k, _ = c.Seek(after); bytes.Equal(k, after) {
+				k, _ = c.Next()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			next = bytes.Clone(k)
+			ok := key(player, string(k[len(prefix)+8:]))
+			v := outbox.Get(ok)
+			if v == nil || w.acked(ok) {
 				continue
 			}
 			var e outboxEntry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("wallet: outbox entry %q: %w", k, err)
+				return fmt.Errorf("wallet: outbox entry %q: %w", ok, err)
 			}
 			out = append(out, e.Result)
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // InOutbox reports whether the player's result still awaits an ack.
@@ -676,7 +743,7 @@ func (w *Wallet) Flush() error {
 		return nil
 	}
 	err := w.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
+		b, order := tx.Bucket(bucketOutbox), tx.Bucket(bucketOrder)
 		var removed, dead int64
 		for _, k := range keys {
 			v := b.Get([]byte(k))
@@ -686,6 +753,10 @@ func (w *Wallet) Flush() error {
 			var e outboxEntry
 			_ = json.Unmarshal(v, &e) // a corrupt entry is still removed
 			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+			player, betID, _ := strings.Cut(k, "\x00")
+			if err := order.Delete(orderKey(player, e.Seq, betID)); err != nil {
 				return err
 			}
 			removed++
