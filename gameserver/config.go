@@ -39,10 +39,10 @@ type Config struct {
 	ReapInterval   time.Duration // default StaleAfter/3
 	InitialBalance int64         // a new player's balance; default 1,000,000
 	Retry          task.RetryPolicy
-	RedeliveryPage int  // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
-	NewLedger      bool // start a fresh ledger where a marker shows one existed (see wallet.Options.New)
-	MaxConns       int  // concurrent game connections; default from RLIMIT_NOFILE (see defaultMaxConns)
-	MaxUnauthConns int  // of those, connections still before their Hello; default min(1024, MaxConns/4)
+	RedeliveryPage int    // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
+	NewLedger      bool   // start a fresh ledger where a marker shows one existed (see wallet.Options.New)
+	MaxConns       int    // concurrent game connections; default from RLIMIT_NOFILE (see defaultMaxConns)
+	MaxUnauthConns int    // of those, connections still before their Hello; default min(1024, MaxConns/4)
 	Version        string // build stamp; default LegacyVersion in legacy mode, else from the build
 }
 

@@ -43,9 +43,9 @@ const FileName = "wallet.db"
 const DefaultInitialBalance = 1_000_000
 
 var (
-	bucketAccounts = []byte("accounts") // player → balance (int64, big endian)
-	bucketBets     = []byte("bets")     // player\x00betID → Bet (JSON)
-	bucketOutbox   = []byte("outbox")   // player\x00betID → outboxEntry (JSON)
+	bucketAccounts = []byte("accounts")     // player → balance (int64, big endian)
+	bucketBets     = []byte("bets")         // player\x00betID → Bet (JSON)
+	bucketOutbox   = []byte("outbox")       // player\x00betID → outboxEntry (JSON)
 	bucketOrder    = []byte("outbox_order") // player\x00seq(8, big endian)betID → nil: the outbox in bet order
 	bucketMeta     = []byte("meta")
 	keySchema      = []byte("schema")
