@@ -64,8 +64,11 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	}
 }
 
-// hello authenticates the connection and sends Welcome.
+// hello authenticates the connection and sends Welcome, within
+// HelloTimeout; until it returns the connection counts against
+// MaxUnauthConns.
 func (s *Server) hello(conn net.Conn) (*session.GateSession, bool) {
+	defer s.authenticated()
 	conn.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	f, err := protocol.ReadFrame(conn, s.cfg.MaxFrameSize)
 	if err != nil {

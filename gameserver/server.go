@@ -58,6 +58,7 @@ type Server struct {
 	sessionsCreated prometheus.Counter
 	sessionsClosed  prometheus.Counter
 	panics          prometheus.Counter
+	refused         *prometheus.CounterVec
 
 	nextSession atomic.Uint64
 	ready       atomic.Bool
@@ -65,6 +66,7 @@ type Server struct {
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
+	unauth  int // of conns, those before their Hello
 	connWG  sync.WaitGroup
 }
 
@@ -144,6 +146,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.sessionsCreated = metrics.SessionsCreated.NewCounter()
 	s.sessionsClosed = metrics.SessionsClosed.NewCounter()
 	s.panics = metrics.PanicsRecovered.NewCounter()
+	s.refused = metrics.ConnectionsRefused.NewCounterVec()
+	for _, r := range []string{metrics.ReasonMaxConns, metrics.ReasonUnauthenticated} {
+		s.refused.WithLabelValues(r)
+	}
 	s.sessions = session.NewManager(func(*session.GateSession, string) { s.sessionsClosed.Inc() })
 	s.rec = &stacktool.Recorder{Dir: cfg.LogDir, Service: cfg.Service, Legacy: cfg.Legacy, Logger: s.log,
 		OnPanic: func(any, string) { s.panics.Inc() }}
@@ -226,7 +232,7 @@ func (s *Server) register(tm *task.Metrics) error {
 	limit := float64(memoryLimit(s.cfg.MemoryLimit))
 	cs := append(tm.Collectors(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.sessionsCreated, s.sessionsClosed, s.panics, build,
+		s.sessionsCreated, s.sessionsClosed, s.panics, s.refused, build,
 		metrics.SessionsActive.NewGaugeFunc(func() float64 { return float64(s.sessions.Len()) }),
 		metrics.PendingResponses.NewGaugeFunc(func() float64 { return float64(s.task.Pending()) }),
 		metrics.DeadLetters.NewGaugeFunc(func() float64 { return float64(s.wallet.DeadLetters()) }),
@@ -351,7 +357,13 @@ func (s *Server) accept(ctx context.Context) error {
 			}
 		}
 		delay = 0
-		if !s.track(conn) {
+		if reason, ok := s.track(conn); !ok {
+			if reason != "" {
+				s.refused.WithLabelValues(reason).Inc()
+				if tc, ok := conn.(*net.TCPConn); ok {
+					tc.SetLinger(0) // a reset: no TIME_WAIT, and the descriptor goes at once
+				}
+			}
 			conn.Close()
 			continue
 		}
@@ -359,16 +371,32 @@ func (s *Server) accept(ctx context.Context) error {
 	}
 }
 
-// track registers a connection for shutdown; false once shutting down.
-func (s *Server) track(c net.Conn) bool {
+// track registers a new, unauthenticated connection for shutdown, within
+// the connection caps. If it may not stay, it returns the cap it hit (empty
+// once shutting down).
+func (s *Server) track(c net.Conn) (refusal string, ok bool) {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
-	if s.conns == nil {
-		return false
+	switch {
+	case s.conns == nil:
+		return "", false
+	case len(s.conns) >= s.cfg.MaxConns:
+		return metrics.ReasonMaxConns, false
+	case s.unauth >= s.cfg.MaxUnauthConns:
+		return metrics.ReasonUnauthenticated, false
 	}
 	s.conns[c] = struct{}{}
+	s.unauth++
 	s.connWG.Add(1)
-	return true
+	return "", true
+}
+
+// authenticated moves a connection out of the unauthenticated cap once its
+// Hello is settled, accepted or not.
+func (s *Server) authenticated() {
+	s.connsMu.Lock()
+	s.unauth--
+	s.connsMu.Unlock()
 }
 
 func (s *Server) untrack(c net.Conn) {

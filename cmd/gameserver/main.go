@@ -61,6 +61,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.RedeliveryPage, "redelivery-page", 0, "results sent at once to a returning player; the rest follow as acks arrive (default 256)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "concurrent game connections (default: RLIMIT_NOFILE less a tenth)")
 	fs.IntVar(&cfg.MaxUnauthConns, "max-unauth-conns", 0, "of those, connections not yet past their hello (default min(1024, max-conns/4))")
+	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 0, "time a new connection has to authenticate (default 10s)")
 	fs.StringVar(&cfg.Version, "version", version, "build stamp reported in gameserver_build_info")
 	if err := fs.Parse(args); err != nil {
 		return err
