@@ -49,7 +49,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	}
 
 	for {
-		conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		sess.ArmRead(s.cfg.IdleTimeout)
 		f, err := protocol.ReadFrame(conn, s.cfg.MaxFrameSize)
 		if err != nil {
 			if !sess.IsClosed() {
@@ -58,7 +58,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 		sess.Touch()
-		if !s.handle(sctx, sess, f, &reqs, balanceSlots) {
+		// A replaced (retired) session is read to its end: its bets still
+		// run, their results follow the player.
+		if !s.handle(sctx, sess, f, &reqs, balanceSlots) && !sess.IsClosed() {
 			return
 		}
 	}

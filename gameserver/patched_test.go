@@ -3,6 +3,7 @@ package gameserver_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -226,13 +227,27 @@ func TestStaleSessionsAreReaped(t *testing.T) {
 	srv := startServer(t, gameserver.Config{StaleAfter: 300 * time.Millisecond, ReapInterval: 50 * time.Millisecond})
 	quiet, _ := login(t, srv.Addr(), "ivan")
 	chatty, _ := login(t, srv.Addr(), "judy")
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		chatty.send(protocol.TypePing, protocol.Ping{})
-		chatty.expect(protocol.TypePong, nil)
-		time.Sleep(50 * time.Millisecond)
+	quietGone := make(chan error, 1)
+	go func() {
+		quiet.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := protocol.ReadFrame(quiet.conn, 0)
+		quietGone <- err
+	}()
+	// judy keeps talking until the reaper has closed ivan's session.
+	for pings := 0; ; pings++ {
+		select {
+		case err := <-quietGone:
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the silent session was not reaped within 10s")
+			}
+			t.Logf("reaped after %d of judy's pings", pings)
+		default:
+			chatty.send(protocol.TypePing, protocol.Ping{})
+			chatty.expect(protocol.TypePong, nil)
+			continue
+		}
+		break
 	}
-	quiet.expectClosed()
 	chatty.send(protocol.TypePing, protocol.Ping{})
 	chatty.expect(protocol.TypePong, nil)
 	if n := metricValue(t, srv.Registry(), metrics.SessionsClosed.Name, nil); n != 1 {

@@ -21,18 +21,14 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 		return &protocol.Error{Code: protocol.CodeBadRequest, BetID: req.BetID,
 			Message: "bet_id must be 1-128 printable characters and amount 1-1000000"}
 	}
-	if !t.legacy {
-		// Fix 3: check the session before starting the goroutine.
-		if session == nil || session.IsClosed() {
-			t.log.Warn("[Client] Session invalid, aborting bet processing", "bet_id", req.BetID)
-			return ErrSessionClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	// Fix 3: check the session before starting the goroutine. A session
+	// closed since (the player left or reconnected) still authenticated the
+	// bet: it runs whatever the client does, and its result follows the
+	// player to their next session.
+	if !t.legacy && session == nil {
+		t.log.Warn("[Client] Session invalid, aborting bet processing", "bet_id", req.BetID)
+		return ErrSessionNil
 	}
-	// A bet the server has read runs whatever the client does: its result
-	// follows the player to their next session.
 	ctx = context.WithoutCancel(ctx)
 	select {
 	case <-t.closing:

@@ -290,7 +290,7 @@ func TestOpenRefusesBadLedgers(t *testing.T) {
 	}{
 		{"emptied", func(t *testing.T, path string) { truncate(t, path, 0) }, wallet.ErrLedgerLost},
 		{"deleted", func(t *testing.T, path string) { os.Remove(path) }, wallet.ErrLedgerLost},
-		{"half length", func(t *testing.T, path string) { truncate(t, path, size(t, path)/2) }, wallet.ErrLedgerDamaged},
+		{"cut to a third", func(t *testing.T, path string) { truncate(t, path, size(t, path)/3) }, wallet.ErrLedgerDamaged},
 		{"meta pages zeroed", func(t *testing.T, path string) { overwrite(t, path, 0, make([]byte, 8192)) }, wallet.ErrLedgerDamaged},
 		{"data page scribbled", func(t *testing.T, path string) {
 			overwrite(t, path, 3*4096, bytes.Repeat([]byte{0xA5}, 4096))
