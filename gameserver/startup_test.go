@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,5 +150,31 @@ func TestStartRefusesInsecureExposure(t *testing.T) {
 	srv := startServer(t, gameserver.Config{Listen: "0.0.0.0:0", Secret: []byte("a real secret"), Admin: "0.0.0.0:0", Pprof: "127.0.0.1:0"})
 	if srv.PprofAddr().String() == srv.AdminAddr().String() {
 		t.Fatal("pprof served on the admin listener")
+	}
+}
+
+// The binary: a port in use ends in one line naming the flag and the cause,
+// a failure exit and no panic, and leaves no directory behind.
+func TestBinaryPortInUse(t *testing.T) {
+	bin := buildServer(t, "")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	root := t.TempDir()
+	cmd := exec.Command(bin, "-game", "wilddig", "-listen", busy.Addr().String(), "-admin", "127.0.0.1:0",
+		"-log-dir", filepath.Join(root, "log"), "-data-dir", filepath.Join(root, "data"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	want := "-listen " + busy.Addr().String() + ": listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
+		t.Fatalf("output, want %q and no panic:\n%s", want, out)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("failed start left %v behind", entries)
 	}
 }

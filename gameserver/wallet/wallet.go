@@ -279,7 +279,14 @@ func metaSize(path string) (int64, error) {
 	return 0, errors.New("no valid bbolt meta page")
 }
 
-func (w *Wallet) init() error {
+// init checks the ledger and prepares it. bbolt panics on some damage it
+// meets; that is a damaged ledger too, not a crash.
+func (w *Wallet) init() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt: %v", r)
+		}
+	}()
 	return w.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
