@@ -125,11 +125,18 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 
-	s.logFile, err = os.OpenFile(filepath.Join(cfg.LogDir, LogFileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logPath := filepath.Join(cfg.LogDir, LogFileName)
+	_, statErr := os.Stat(logPath)
+	s.logFile, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("-log-dir %s: %w", cfg.LogDir, err)
 	}
-	undo = append(undo, func() { s.logFile.Close() })
+	undo = append(undo, func() {
+		s.logFile.Close()
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(logPath)
+		}
+	})
 	s.baseLog = slog.New(slog.NewMultiHandler(logger.Handler(), slog.NewJSONHandler(s.logFile, nil)))
 	s.log = s.baseLog.With("service", cfg.Service, "game", cfg.Game, "mode", cfg.Mode())
 

@@ -38,6 +38,7 @@ func TestStartFailuresAreClearAndLeaveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	existingLog := t.TempDir()
 	for _, tc := range []struct {
 		name string
 		cfg  func(root string) gameserver.Config
@@ -61,6 +62,9 @@ func TestStartFailuresAreClearAndLeaveNothing(t *testing.T) {
 		{"damaged ledger", func(root string) gameserver.Config {
 			return gameserver.Config{LogDir: root + "/log", DataDir: badLedger}
 		}, []string{"-data-dir " + badLedger + ": ", "ledger damaged", "restore wallet.db"}},
+		{"damaged ledger, log dir exists", func(root string) gameserver.Config {
+			return gameserver.Config{LogDir: existingLog, DataDir: badLedger}
+		}, []string{"-data-dir " + badLedger + ": "}},
 		{"data dir is a file", func(root string) gameserver.Config {
 			os.WriteFile(root+"/file", nil, 0o644)
 			return gameserver.Config{LogDir: root + "/log", DataDir: root + "/file/data"}
@@ -80,9 +84,9 @@ func TestStartFailuresAreClearAndLeaveNothing(t *testing.T) {
 			if strings.HasPrefix(err.Error(), "gameserver:") {
 				t.Errorf("error %q carries the prefix main adds", err)
 			}
-			for _, d := range []string{"log", "data"} {
-				if _, err := os.Stat(filepath.Join(root, d)); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("failed start left %s behind (%v)", d, err)
+			for _, p := range []string{filepath.Join(root, "log"), filepath.Join(root, "data"), filepath.Join(existingLog, gameserver.LogFileName)} {
+				if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("failed start left %s behind (%v)", p, err)
 				}
 			}
 		})
