@@ -171,6 +171,12 @@ func TestLegacyForestTeaPartyLogsInsteadOfPanicking(t *testing.T) {
 	if n := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); n != 0 {
 		t.Errorf("nil attempts = %v", n)
 	}
+	// Counted as the log line says: a closed session, not a nil one.
+	for reason, want := range map[string]float64{metrics.ReasonClosedSession: 3, metrics.ReasonNilSession: 0} {
+		if n := metricValue(t, reg, metrics.ClientWriteFailures.Name, map[string]string{metrics.LabelReason: reason}); n != want {
+			t.Errorf("client_write_failures_total{reason=%q} = %v, want %v", reason, n, want)
+		}
+	}
 	log, err := os.ReadFile(filepath.Join(srv.Config().LogDir, gameserver.LogFileName))
 	if err != nil {
 		t.Fatal(err)

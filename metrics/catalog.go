@@ -23,6 +23,12 @@ const (
 	ReasonTimeout       = "timeout"
 )
 
+// Values of LabelReason on ConnectionsRefused.
+const (
+	ReasonMaxConns        = "max_conns"       // the cap on concurrent connections
+	ReasonUnauthenticated = "unauthenticated" // the tighter cap on connections before their hello
+)
+
 // Values of LabelOutcome on BetResults: where each settled bet's result went
 // first. Failed means the bet never produced a result for the player (the
 // legacy panic, the report's "lost bets").
@@ -76,6 +82,10 @@ var (
 	SessionsClosed = Metric{
 		Name: "gameserver_sessions_closed_total", Type: Counter,
 		Help: "Client sessions closed, including stale sessions reaped by the session manager.",
+	}
+	ConnectionsRefused = Metric{
+		Name: "gameserver_connections_refused_total", Type: Counter, Labels: []string{LabelReason},
+		Help: "Game connections closed on accept because a connection cap was reached, by cap.",
 	}
 	PanicsRecovered = Metric{
 		Name: "gameserver_panics_recovered_total", Type: Counter,
