@@ -485,9 +485,14 @@ func TestPodMonitorsScrapeServerAndSidecar(t *testing.T) {
 			}
 		}
 		for _, ep := range pm.Spec.PodMetricsEndpoints {
-			if ep.Port == nil || ep.Path != "/metrics" || !ep.HonorLabels {
-				t.Errorf("PodMonitor %s endpoint %+v: want a named port, /metrics, honorLabels", pm.Name, ep)
+			if ep.Port == nil || ep.Path != "/metrics" {
+				t.Errorf("PodMonitor %s endpoint %+v: want a named port and /metrics", pm.Name, ep)
 				continue
+			}
+			// service is a target label: with honorLabels a pod could
+			// override job, namespace and service.
+			if ep.HonorLabels {
+				t.Errorf("PodMonitor %s endpoint %s: honorLabels is on", pm.Name, *ep.Port)
 			}
 			var job, serviceFrom string
 			for _, r := range ep.RelabelConfigs {
@@ -499,7 +504,7 @@ func TestPodMonitorsScrapeServerAndSidecar(t *testing.T) {
 				}
 			}
 			ports[*ep.Port] = job
-			// up{} gets the service label from the pod label it names.
+			// Every series, up{} included, gets service from the pod label it names.
 			for _, sts := range sets {
 				key, ok := podLabelFromMeta(serviceFrom, sts.Spec.Template.Labels)
 				if !ok || sts.Spec.Template.Labels[key] == "" {

@@ -88,7 +88,6 @@ if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/
 		echo "scrape_configs:"
 		for job in gameserver stackwatch-sidecar; do
 			echo "  - job_name: $job"
-			echo "    honor_labels: true"
 			echo "    static_configs:"
 			for s in "${services[@]}"; do
 				read -r name _ _ _ ap sp <<<"$s"
