@@ -56,6 +56,7 @@ type service struct {
 // forestteaparty under the same load must not, and every dashboard query must
 // return data.
 func TestAlertsAndDashboards(t *testing.T) {
+	t.Parallel()
 	promBin := requireTool(t, "prometheus")
 	amBin := requireTool(t, "prometheus-alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
