@@ -52,8 +52,9 @@ func TestDemo(t *testing.T) {
 	}
 	state := t.TempDir()
 	// Fixed ports, moved by a random offset so parallel tests and a
-	// developer's own make demo do not collide.
-	off := 20000 + rand.IntN(20000)
+	// developer's own make demo do not collide; below 32768, where the
+	// kernel hands out ephemeral ports.
+	off := 10000 + rand.IntN(13000)
 	var out bytes.Buffer
 	var mu sync.Mutex
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"))
@@ -75,6 +76,10 @@ func TestDemo(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("demo output:\n%s", output())
+			logs, _ := filepath.Glob(filepath.Join(state, "*", "*.stderr"))
+			for _, l := range logs {
+				t.Logf("--- %s:\n%s", l, tail(l, 5))
+			}
 		}
 	})
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,15 @@ func TestFatalCrashPages(t *testing.T) {
 	scBin, err := build(ctx, root, bin, "sidecar")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Fault injection is issue 13's game-server work; until it lands, say so
+	// (in CI, fail).
+	if help, _ := exec.CommandContext(ctx, gsBin, "-h").CombinedOutput(); !strings.Contains(string(help), "-fault-injection") {
+		msg := "the game server has no -fault-injection flag yet (issue 13 item 2)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; in CI this fails")
 	}
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")

@@ -33,7 +33,7 @@ services=(
 )
 
 pids=()
-cleanup() {
+cleanup() { # exit status: 0 for Ctrl-C, else the failure's
 	trap - EXIT INT TERM
 	echo
 	echo "stopping..."
@@ -41,13 +41,14 @@ cleanup() {
 		kill "${pids[@]}" 2>/dev/null || true
 	fi
 	wait 2>/dev/null || true
-	exit 0
+	exit "$1"
 }
-trap cleanup EXIT INT TERM
+trap 'cleanup $?' EXIT
+trap 'cleanup 0' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # url: wait up to 20 s for a 200
-	for _ in $(seq 200); do
+wait_http() { # url: wait up to 60 s for a 200
+	for _ in $(seq 600); do
 		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
@@ -55,11 +56,8 @@ wait_http() { # url: wait up to 20 s for a 200
 	return 1
 }
 
-for s in "${services[@]}"; do
-	read -r _ _ _ gp ap sp <<<"$s"
-	for p in "$gp" "$ap" "$sp"; do
-		port_free "$p" || { echo "demo: port $p is in use; stop whatever holds it (or set DEMO_PORT_OFFSET)" >&2; exit 1; }
-	done
+for p in $prom_port $am_port $(for s in "${services[@]}"; do read -r _ _ _ gp ap sp <<<"$s"; echo "$gp $ap $sp"; done); do
+	port_free "$p" || { echo "demo: port $p is in use; stop whatever holds it (or set DEMO_PORT_OFFSET)" >&2; exit 1; }
 done
 
 rm -rf "$root"
