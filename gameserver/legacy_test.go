@@ -77,7 +77,7 @@ func TestLegacyDisconnectMidBetPanics(t *testing.T) {
 				}
 			}
 			reg := srv.Registry()
-			if got := metricValue(t, reg, metrics.NilSessionAttempts.Name, map[string]string{"service": tc.service}); got != 1 {
+			if got := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); got != 1 {
 				t.Errorf("nil_session_attempts_total = %v, want 1", got)
 			}
 		})
@@ -170,6 +170,12 @@ func TestLegacyForestTeaPartyLogsInsteadOfPanicking(t *testing.T) {
 	}
 	if n := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); n != 0 {
 		t.Errorf("nil attempts = %v", n)
+	}
+	// Counted as the log line says: a closed session, not a nil one.
+	for reason, want := range map[string]float64{metrics.ReasonClosedSession: 3, metrics.ReasonNilSession: 0} {
+		if n := metricValue(t, reg, metrics.ClientWriteFailures.Name, map[string]string{metrics.LabelReason: reason}); n != want {
+			t.Errorf("client_write_failures_total{reason=%q} = %v, want %v", reason, n, want)
+		}
 	}
 	log, err := os.ReadFile(filepath.Join(srv.Config().LogDir, gameserver.LogFileName))
 	if err != nil {

@@ -2,7 +2,9 @@ package metrics
 
 // Label names.
 const (
-	LabelService   = "service"    // constant label on every stackwatch series
+	LabelService   = "service"    // target label set by the scrape, never by the exporter
+	LabelNamespace = "namespace"  // target label on Kubernetes
+	LabelCluster   = "cluster"    // external or target label of multi-cluster setups
 	LabelReason    = "reason"     // why a write, parse or scrape failed
 	LabelOutcome   = "outcome"    // how a bet's result left the server
 	LabelKind      = "kind"       // kind of panic: nil_dereference, index_out_of_range, ...
@@ -23,6 +25,12 @@ const (
 	ReasonTimeout       = "timeout"
 )
 
+// Values of LabelReason on ConnectionsRefused.
+const (
+	ReasonMaxConns        = "max_conns"       // the cap on concurrent connections
+	ReasonUnauthenticated = "unauthenticated" // the tighter cap on connections before their hello
+)
+
 // Values of LabelOutcome on BetResults: where each settled bet's result went
 // first. Failed means the bet never produced a result for the player (the
 // legacy panic, the report's "lost bets").
@@ -32,6 +40,11 @@ const (
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeFailed       = "failed"
 )
+
+// KindFatal is the LabelKind of a fatal runtime error (concurrent map writes,
+// stack overflow, out of memory, deadlock, signal): the process died, and the
+// runtime wrote the trace through debug.SetCrashOutput.
+const KindFatal = "fatal"
 
 // Values of LabelSignal on LeakSuspects.
 const (
@@ -76,6 +89,10 @@ var (
 	SessionsClosed = Metric{
 		Name: "gameserver_sessions_closed_total", Type: Counter,
 		Help: "Client sessions closed, including stale sessions reaped by the session manager.",
+	}
+	ConnectionsRefused = Metric{
+		Name: "gameserver_connections_refused_total", Type: Counter, Labels: []string{LabelReason},
+		Help: "Game connections closed on accept because a connection cap was reached, by cap.",
 	}
 	PanicsRecovered = Metric{
 		Name: "gameserver_panics_recovered_total", Type: Counter,

@@ -83,7 +83,7 @@ func newExporter(s *Sidecar, sites *crash.SiteLabels) (*exporter, error) {
 	for _, r := range []string{retention.ReasonAge, retention.ReasonCount, retention.ReasonSize} {
 		e.retentionFiles.WithLabelValues(r)
 	}
-	s.wrapped = metrics.WrapService(s.reg, s.cfg.Service)
+	s.wrapped = s.reg
 	for _, c := range []prometheus.Collector{
 		e.panics, e.fatal, e.filesGauge, e.bytesGauge, e.lastPanic, e.closed, e.parseFailures, e.rescans,
 		e.pollingGauge, e.missingGauge, e.retentionFiles, e.retentionBytes,

@@ -57,6 +57,11 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "read deadline between frames (default 60s)")
 	fs.DurationVar(&cfg.StaleAfter, "stale-after", 0, "reap sessions silent this long (default 30s)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "deadline of one write to a client (default 5s)")
+	fs.BoolVar(&cfg.NewLedger, "new-ledger", false, "start a fresh ledger where -data-dir's marker shows one was kept but wallet.db is missing or empty (every balance resets)")
+	fs.IntVar(&cfg.RedeliveryPage, "redelivery-page", 0, "results sent at once to a returning player; the rest follow as acks arrive (default 256)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "concurrent game connections (default: RLIMIT_NOFILE less a tenth)")
+	fs.IntVar(&cfg.MaxUnauthConns, "max-unauth-conns", 0, "of those, connections not yet past their hello (default min(1024, max-conns/4))")
+	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 0, "time a new connection has to authenticate (default 10s)")
 	fs.StringVar(&cfg.Version, "version", version, "build stamp reported in gameserver_build_info")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -163,8 +163,7 @@ func (c *client) next() protocol.Frame {
 func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	bin := buildServer(t)
 	dir := t.TempDir()
-	// A non-loopback listener with the development secret: loud warning.
-	p := start(t, bin, "-game", "goldenclover", "-listen", "0.0.0.0:0",
+	p := start(t, bin, "-game", "goldenclover", "-listen", "127.0.0.1:0",
 		"-log-dir", filepath.Join(dir, "log"), "-data-dir", filepath.Join(dir, "data"))
 	_, port, _ := net.SplitHostPort(p.addr)
 	c, w := connect(t, "127.0.0.1:"+port, "alice")
@@ -185,7 +184,7 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 		t.Fatal("no exit after SIGTERM")
 	}
 	log := p.stderr.String()
-	for _, want := range []string{"INSECURE", `"msg":"stopped"`, `"service":"goldenclover"`} {
+	for _, want := range []string{`"msg":"stopped"`, `"service":"goldenclover"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("stderr lacks %s:\n%s", want, log)
 		}

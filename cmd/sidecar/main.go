@@ -7,10 +7,10 @@
 //
 // It follows the Prometheus family's conventions (internal/cli): -h and
 // --help exit 0, --version prints the build, -log.level and -log.format
-// (logfmt or json) set the logs on stderr, a failure exits 1 and a usage
-// error 2. After binding, the sidecar logs msg=listening addr=HOST:PORT, so
-// -listen may use port 0. SIGINT and SIGTERM shut it down gracefully (state
-// saved).
+// (json by default, or logfmt) set the logs on stderr, a failure exits 1
+// and a usage error 2. After binding, the sidecar logs
+// {"msg":"listening","addr":"HOST:PORT"}, so -listen may use port 0.
+// SIGINT and SIGTERM shut it down gracefully (state saved).
 package main
 
 import (
@@ -52,13 +52,9 @@ const DefaultMemoryLimit = 64 << 20
 const program = "stackwatch_sidecar"
 
 // subcommands run instead of the sidecar when named as the first argument.
-var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"analyze": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
-		return analyze.Run(args, stdout, stderr)
-	},
-	"dumps": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
-		return dumpcli.Run(args, stdout, stderr)
-	},
+var subcommands = map[string]cli.Command{
+	"analyze": analyze.Run,
+	"dumps":   dumpcli.Run,
 }
 
 func main() {
@@ -70,7 +66,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {
-			return cmd(ctx, args[1:], stdout, stderr)
+			return cmd(ctx, args[1:], os.Stdin, stdout, stderr)
 		}
 	}
 	f, stop, err := parseFlags(args, stdout, stderr)
@@ -140,6 +136,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, er
 	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.common = cli.Register(fs, program)
+	// JSON by default, like the game server's logs beside it: log shippers
+	// and the tests read the listening line's address from it.
+	_ = f.common.Log.Format.Set("json")
+	fs.Lookup("log.format").DefValue = "json"
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]\n"+
 			"       sidecar analyze [-json] PATH...\n"+

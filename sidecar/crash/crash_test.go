@@ -123,7 +123,7 @@ func TestClassifyRealTraces(t *testing.T) {
 		// A throw: no panic( frame; internal/runtime/maps is skipped; the
 		// site is the goroutine's outermost frame, so there is no caller
 		// (the goroutine's creator is CreatedBy).
-		{"concurrent_map_writes", stacktrace.KindConcurrentMapWrites, "crasher.func8", "", false},
+		{"concurrent_map_writes", stacktrace.KindFatal, "crasher.func8", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.shape, func(t *testing.T) {

@@ -10,7 +10,9 @@
 // traceback without its end) waits and is read again as it grows; if it is
 // still cut after IncompleteAfter, what it holds is counted (or, with no
 // traceback at all, it is a parse failure). A counted file that grows into
-// another crash site moves to that group; its count is not repeated.
+// another crash site moves to that group; its count is not repeated. A
+// panic's time is the one logged with it, else the one in the file's name,
+// else the file's modification time.
 package ingest
 
 import (
@@ -280,6 +282,9 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 			"file", path, "size", rec.Size, "limit", p.cfg.MaxBytes)
 	}
 	at := crash.TimeOf(path, time.Unix(0, rec.MTime))
+	if pn != nil && !pn.Time.IsZero() {
+		at = pn.Time // logged with the trace: the panic's own time
+	}
 	file := crash.File{Path: path, Size: rec.Size, ModTime: at}
 
 	if prev.Status == decide.StatusCounted {

@@ -220,12 +220,33 @@ func TestFatalAndTimes(t *testing.T) {
 	f := newFixture(t)
 	f.ready(f.write("fatal-20251030T111505.5Z.stacktrace.log", "panic: boom\n\n"+trace[strings.Index(trace, "goroutine"):]))
 	f.ready(f.write("copied.stacktrace.log", trace))
-	if len(f.sink.panics) != 2 || f.sink.fatal != 1 {
+	// A trace copied out of a log stream carries its time in each line's prefix.
+	var logged strings.Builder
+	for _, l := range strings.SplitAfter(strings.Replace(trace, "main.writeTo", "main.loggedSite", 1), "\n") {
+		if l != "" {
+			logged.WriteString("2026/02/03 19:00:16 " + l)
+		}
+	}
+	f.ready(f.write("x-20251030T111505Z.stacktrace.log", logged.String()))
+	if len(f.sink.panics) != 3 || f.sink.fatal != 1 {
 		t.Fatalf("panics %d, fatal %d", len(f.sink.panics), f.sink.fatal)
 	}
-	g := f.groups.Snapshot()[1] // the older
-	if want := time.Date(2025, 10, 30, 11, 15, 5, 5e8, time.UTC); !g.FirstSeen.Equal(want) {
-		t.Fatalf("first seen %v, want %v (from the name)", g.FirstSeen, want)
+	for _, g := range f.groups.Snapshot() {
+		var want time.Time
+		switch {
+		case g.Message == "boom":
+			want = time.Date(2025, 10, 30, 11, 15, 5, 5e8, time.UTC) // from the fatal file's name
+		case g.CrashSite.Function == "main.loggedSite":
+			want = time.Date(2026, 2, 3, 19, 0, 16, 0, time.UTC) // logged with it, not the name's
+		default: // the copy: its mtime, now
+			if time.Since(g.FirstSeen) > time.Minute {
+				t.Errorf("the copy's first seen %v, want its mtime", g.FirstSeen)
+			}
+			continue
+		}
+		if !g.FirstSeen.Equal(want) {
+			t.Errorf("%s first seen %v, want %v", g.CrashSite.Function, g.FirstSeen, want)
+		}
 	}
 }
 

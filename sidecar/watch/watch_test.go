@@ -287,7 +287,7 @@ func TestOverflowRescan(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
 		fmt.Sscan(strings.TrimSpace(string(b)), &limit)
 	}
-	n := limit + limit/4 // each file makes a Create and a Write event: 2.5× the queue
+	n := limit + limit/4 // each file makes four events (tmp create, write, rename out and in): 5× the queue
 	dir := t.TempDir()
 	w, err := New(Config{Dir: dir, Settle: 20 * time.Millisecond})
 	if err != nil {
@@ -322,8 +322,10 @@ func TestOverflowRescan(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 	<-started
+	// Renamed in, so each file has one content from the moment it appears:
+	// reported once, however many events and rescans see it.
 	for i := range n {
-		write(t, filepath.Join(dir, fmt.Sprintf("f%06d.stacktrace.log", i)), trace)
+		renameIn(t, filepath.Join(dir, fmt.Sprintf("f%06d.stacktrace.log", i)), trace)
 	}
 	close(gate)
 	deadline := time.Now().Add(30 * time.Second)
