@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -108,6 +109,9 @@ func TestPortInUseExitsOne(t *testing.T) {
 		if code != 1 || stderr != want {
 			t.Errorf("%s busy: exit %d, stderr %q; want 1, %q", flag, code, stderr, want)
 		}
+		if fatal, _ := filepath.Glob(filepath.Join(dir, "log", "fatal-*")); len(fatal) != 0 {
+			t.Errorf("a failed start left %v", fatal)
+		}
 	}
 	code, _, stderr := exitOf(t, bin, "-game", "wilddig", "-secret-file", "/nonexistent/secret")
 	if want := "gameserver: -secret-file: open /nonexistent/secret: no such file or directory\n"; code != 1 || stderr != want {
@@ -185,4 +189,32 @@ func status(t *testing.T, method, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// While the server runs, the runtime's fatal error output has a file in the
+// log directory, named for the sidecar's stacktrace pattern; a clean exit
+// removes it, empty.
+func TestCrashOutputFileLifecycle(t *testing.T) {
+	bin := buildServer(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	p := start(t, bin, "-game", "wilddig", "-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
+	fatal, _ := filepath.Glob(filepath.Join(logDir, "fatal-*.stacktrace.log"))
+	if len(fatal) != 1 || !strings.HasSuffix(fatal[0], fmt.Sprintf("-%d.stacktrace.log", p.cmd.Process.Pid)) {
+		t.Fatalf("fatal files %v, want one for pid %d", fatal, p.cmd.Process.Pid)
+	}
+	if fi, err := os.Stat(fatal[0]); err != nil || fi.Size() != 0 {
+		t.Fatalf("%s: %v, size %d", fatal[0], err, fi.Size())
+	}
+	if !strings.Contains(p.stderr.String(), fatal[0]) {
+		t.Errorf("the log does not name %s:\n%s", fatal[0], p.stderr)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	<-p.exited
+	if p.err != nil {
+		t.Fatalf("exit: %v\n%s", p.err, p.stderr)
+	}
+	if _, err := os.Stat(fatal[0]); !os.IsNotExist(err) {
+		t.Errorf("after a clean exit %s: %v", fatal[0], err)
+	}
 }

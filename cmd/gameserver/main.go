@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/game"
@@ -86,9 +87,21 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 	}
 
-	srv, err := gameserver.New(cfg, common.Logger(stderr))
+	logger := common.Logger(stderr)
+	srv, err := gameserver.New(cfg, logger)
 	if err != nil {
 		return explain(err, cfg)
+	}
+	// Fatal errors bypass recover; the runtime copies them to this file.
+	if crash, err := gameserver.CaptureCrashes(cfg.LogDir, time.Now()); err != nil {
+		logger.Warn("fatal errors will reach stderr only", "err", err)
+	} else {
+		logger.Info("fatal errors are copied to a file", "file", crash.Path())
+		defer func() {
+			if err := crash.Close(); err != nil {
+				logger.Warn("crash output file left behind", "file", crash.Path(), "err", err)
+			}
+		}()
 	}
 	return explain(srv.Run(ctx), cfg)
 }
