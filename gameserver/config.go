@@ -26,6 +26,8 @@ type Config struct {
 	DataDir string // wallet ledger (required)
 	Legacy  bool   // restore build 20251030111505's behaviour
 
+	FaultInjection bool // serve POST /debug/fault (fault.go) beside pprof, which must then be on loopback
+
 	Secret         []byte        // ticket secret; default ticket.DevSecret
 	WalletLatency  time.Duration // slept inside each deduction; 0 = 5ms, <0 = none
 	MemoryLimit    int64         // reported limit when no cgroup or GOMEMLIMIT; default 512MiB

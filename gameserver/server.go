@@ -159,7 +159,7 @@ func New(cfg Config, logger *slog.Logger) (s *Server, err error) {
 		registerPprof(pprofMux)
 		s.https = append(s.https, &http.Server{Handler: pprofMux, ReadHeaderTimeout: 5 * time.Second})
 	}
-	if err := s.registerLanding(admin, pprofMux); err != nil {
+	if err := s.registerLandingAndFault(admin, pprofMux); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -3,9 +3,13 @@
 //	gameserver -game goldenclover|wilddig|forestteaparty [-listen ADDR] [-admin ADDR]
 //	    [-pprof ADDR] -log-dir DIR -data-dir DIR [-legacy]
 //
-// -legacy restores build 20251030111505's nil-session panic. The server logs
-// msg=listening with addr, admin and pprof once its listeners are bound
-// (port 0 picks a free port). -h lists every flag; --version prints the build.
+// -legacy restores build 20251030111505's nil-session panic. Fatal runtime
+// errors, which recover cannot catch, are copied to
+// fatal-<start>-<pid>.stacktrace.log in -log-dir. -fault-injection (demos and
+// tests) serves POST /debug/fault?kind=fatal|panic|leak beside /debug/pprof,
+// on loopback only. The server logs msg=listening with addr, admin and pprof
+// once its listeners are bound (port 0 picks a free port). -h lists every
+// flag; --version prints the build.
 //
 // Ports: the game listener defaults to 7000, the admin listener to 7060 and
 // the conventional separate pprof listener is 7061. None of them is on the
@@ -57,6 +61,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "read deadline between frames (default 60s)")
 	fs.DurationVar(&cfg.StaleAfter, "stale-after", 0, "reap sessions silent this long (default 30s)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "deadline of one write to a client (default 5s)")
+	fs.BoolVar(&cfg.FaultInjection, "fault-injection", false, "for demos and tests: serve POST /debug/fault?kind=fatal|panic|leak beside /debug/pprof, which must then be on loopback (fatal kills the process)")
 	if stop, err := common.Parse(fs, args, stdout); stop {
 		return err
 	}
@@ -68,6 +73,9 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	if err := checkListeners(&cfg); err != nil {
 		return err
+	}
+	if flag, addr := pprofListener(&cfg); cfg.FaultInjection && !loopback(addr) {
+		return cli.Usagef("-fault-injection is served beside /debug/pprof, on loopback only; %s is %s", flag, addr)
 	}
 	if cfg.WalletLatency == 0 {
 		cfg.WalletLatency = -1 // explicit 0: none
@@ -128,6 +136,24 @@ func checkListeners(cfg *gameserver.Config) error {
 		seen[key] = l.flag
 	}
 	return nil
+}
+
+// pprofListener is the flag and address serving /debug/pprof.
+func pprofListener(cfg *gameserver.Config) (flag, addr string) {
+	if cfg.Pprof != "" {
+		return "-pprof", cfg.Pprof
+	}
+	return "-admin", cfg.Admin
+}
+
+// loopback reports whether a listener on addr stays on this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 type listener struct{ flag, addr string }
