@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -166,18 +167,19 @@ func TestLandingPages(t *testing.T) {
 			}
 		}
 		// The page is at "/" only; every path it links answers.
-		if code := status(t, "GET", "http://"+tc.addr+"/nope"); code != http.StatusNotFound {
+		if code, _ := request(t, "GET", "http://"+tc.addr+"/nope"); code != http.StatusNotFound {
 			t.Errorf("%s /nope: %d", tc.name, code)
 		}
 		for _, m := range regexp.MustCompile(`href="([^"]+)"`).FindAllStringSubmatch(body, -1) {
-			if code := status(t, "GET", "http://"+tc.addr+m[1]); code != http.StatusOK {
+			if code, _ := request(t, "GET", "http://"+tc.addr+m[1]); code != http.StatusOK {
 				t.Errorf("%s: link %s answers %d", tc.name, m[1], code)
 			}
 		}
 	}
 }
 
-func status(t *testing.T, method, url string) int {
+// request sends an empty request and returns the status and body.
+func request(t *testing.T, method, url string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -187,8 +189,9 @@ func status(t *testing.T, method, url string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // While the server runs, the runtime's fatal error output has a file in the

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,17 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-func post(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Post(url, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // A fatal error bypasses recover: the process dies, and the trace the
 // runtime printed is in the fatal file of the log directory, with the
@@ -87,7 +75,7 @@ func TestFaultPanicAndLeak(t *testing.T) {
 		"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
 	base := "http://" + p.admin // no -pprof: the loopback admin listener serves pprof and faults
 
-	if code, body := post(t, base+"/debug/fault?kind=panic"); code != http.StatusOK {
+	if code, body := request(t, "POST", base+"/debug/fault?kind=panic"); code != http.StatusOK {
 		t.Fatalf("kind=panic: %d %q", code, body)
 	}
 	files, _ := filepath.Glob(filepath.Join(logDir, "wilddiggr-*.stacktrace.log"))
@@ -103,7 +91,7 @@ func TestFaultPanicAndLeak(t *testing.T) {
 
 	const n = 500
 	before := metric(t, get(t, base+"/metrics"), "go_goroutines")
-	if code, body := post(t, fmt.Sprintf("%s/debug/fault?kind=leak&n=%d", base, n)); code != http.StatusOK {
+	if code, body := request(t, "POST", fmt.Sprintf("%s/debug/fault?kind=leak&n=%d", base, n)); code != http.StatusOK {
 		t.Fatalf("kind=leak: %d %q", code, body)
 	}
 	// Other goroutines (HTTP connections) come and go meanwhile: the
@@ -116,10 +104,24 @@ func TestFaultPanicAndLeak(t *testing.T) {
 	if parked == nil || parked[1] != strconv.Itoa(n) {
 		t.Errorf("goroutine profile: %v parked in parkGoroutines, want %d", parked, n)
 	}
-	if code, _ := post(t, base+"/debug/fault?kind=leak&n=20000"); code != http.StatusBadRequest {
-		t.Errorf("n=20000: %d, want 400", code)
+	for _, tc := range []struct {
+		method, query string
+		code          int
+		says          string
+	}{
+		{"GET", "?kind=fatal", http.StatusMethodNotAllowed, ""},
+		{"PUT", "?kind=panic", http.StatusMethodNotAllowed, ""},
+		{"POST", "", http.StatusBadRequest, `unknown kind ""`},
+		{"POST", "?kind=oom", http.StatusBadRequest, `unknown kind "oom": want fatal, panic or leak`},
+		{"POST", "?kind=leak&n=0", http.StatusBadRequest, "n must be 1..10000"},
+		{"POST", "?kind=leak&n=20000", http.StatusBadRequest, "n must be 1..10000"},
+		{"POST", "?kind=leak&n=many", http.StatusBadRequest, "n must be 1..10000"},
+	} {
+		if code, body := request(t, tc.method, base+"/debug/fault"+tc.query); code != tc.code || !strings.Contains(body, tc.says) {
+			t.Errorf("%s %s: %d %q, want %d saying %q", tc.method, tc.query, code, body, tc.code, tc.says)
+		}
 	}
-	if code := status(t, "GET", base+"/healthz"); code != http.StatusOK {
+	if code, _ := request(t, "GET", base+"/healthz"); code != http.StatusOK {
 		t.Errorf("healthz: %d", code)
 	}
 }
