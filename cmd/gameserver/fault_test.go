@@ -74,6 +74,9 @@ func TestFaultPanicAndLeak(t *testing.T) {
 	p := start(t, bin, "-game", "wilddig", "-fault-injection",
 		"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
 	base := "http://" + p.admin // no -pprof: the loopback admin listener serves pprof and faults
+	if _, page := request(t, "GET", base+"/"); !strings.Contains(page, `href="/debug/fault"`) {
+		t.Errorf("the landing page does not list /debug/fault:\n%s", page)
+	}
 
 	if code, body := request(t, "POST", base+"/debug/fault?kind=panic"); code != http.StatusOK {
 		t.Fatalf("kind=panic: %d %q", code, body)
