@@ -282,6 +282,9 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 			"file", path, "size", rec.Size, "limit", p.cfg.MaxBytes)
 	}
 	at := crash.TimeOf(path, time.Unix(0, rec.MTime))
+	if fatalFile(path) {
+		at = time.Unix(0, rec.MTime) // its name has the process's start time; it was written at the crash
+	}
 	if pn != nil && !pn.Time.IsZero() {
 		at = pn.Time // logged with the trace: the panic's own time
 	}
@@ -326,6 +329,12 @@ func (p *Pipeline) parse(path string, prev, rec decide.Record, data []byte, coun
 		p.put(path, rec)
 		return 0
 	case errors.Is(perr, stacktrace.ErrEmpty) || errors.Is(perr, errCut) || incomplete(data, perr):
+		if final && errors.Is(perr, stacktrace.ErrEmpty) && fatalFile(path) {
+			// The game server opens its crash output file empty when it
+			// starts; it fills only if the process dies. Not a failure.
+			p.waiting[path] = p.cfg.Now()
+			final = false
+		}
 		if final {
 			reason := FailIncomplete
 			if errors.Is(perr, stacktrace.ErrEmpty) {
@@ -402,8 +411,12 @@ func cut(pn *stacktrace.Panic) bool {
 // fatal reports whether the process died of pn: a throw, or a file the
 // runtime wrote on its way out (runtime/debug.SetCrashOutput).
 func fatal(path string, pn *stacktrace.Panic) bool {
-	return pn.Fatal || strings.HasPrefix(filepath.Base(path), "fatal-")
+	return pn.Fatal || fatalFile(path)
 }
+
+// fatalFile reports whether path is a game server's crash output file,
+// fatal-<start time>-<pid>.stacktrace.log (gameserver.CaptureCrashes).
+func fatalFile(path string) bool { return strings.HasPrefix(filepath.Base(path), "fatal-") }
 
 // incomplete reports whether data looks like a stacktrace file caught
 // between its two writes: the panic value's line and no traceback yet.

@@ -218,7 +218,21 @@ func appendFile(t *testing.T, path, s string) {
 // the panic's time is taken from the file name.
 func TestFatalAndTimes(t *testing.T) {
 	f := newFixture(t)
-	f.ready(f.write("fatal-20251030T111505.5Z.stacktrace.log", "panic: boom\n\n"+trace[strings.Index(trace, "goroutine"):]))
+	// The game server's crash output: opened empty at its start (the name's
+	// time), written when it dies. Empty, it is never a failure.
+	fatalPath := f.write("fatal-20251030T111505.500Z-4242.stacktrace.log", "")
+	f.ready(fatalPath)
+	for range 3 {
+		f.now = f.now.Add(time.Hour)
+		f.synced()
+	}
+	if len(f.sink.failures) != 0 {
+		t.Fatalf("an empty crash output file failed: %v", f.sink.failures)
+	}
+	died := time.Date(2025, 10, 31, 8, 0, 0, 0, time.UTC)
+	os.WriteFile(fatalPath, []byte("panic: boom\n\n"+trace[strings.Index(trace, "goroutine"):]), 0o644)
+	os.Chtimes(fatalPath, died, died)
+	f.ready(fatalPath)
 	f.ready(f.write("copied.stacktrace.log", trace))
 	// A trace copied out of a log stream carries its time in each line's prefix.
 	var logged strings.Builder
@@ -228,14 +242,17 @@ func TestFatalAndTimes(t *testing.T) {
 		}
 	}
 	f.ready(f.write("x-20251030T111505Z.stacktrace.log", logged.String()))
-	if len(f.sink.panics) != 3 || f.sink.fatal != 1 {
+	f.ready(f.write("named-20251030T111505.5Z-7-1.stacktrace.log", strings.Replace(trace, "main.writeTo", "main.namedSite", 1)))
+	if len(f.sink.panics) != 4 || f.sink.fatal != 1 {
 		t.Fatalf("panics %d, fatal %d", len(f.sink.panics), f.sink.fatal)
 	}
 	for _, g := range f.groups.Snapshot() {
 		var want time.Time
 		switch {
 		case g.Message == "boom":
-			want = time.Date(2025, 10, 30, 11, 15, 5, 5e8, time.UTC) // from the fatal file's name
+			want = died // its mtime: the name has the process's start time
+		case g.CrashSite.Function == "main.namedSite":
+			want = time.Date(2025, 10, 30, 11, 15, 5, 5e8, time.UTC) // the recover helper's name: the panic's time
 		case g.CrashSite.Function == "main.loggedSite":
 			want = time.Date(2026, 2, 3, 19, 0, 16, 0, time.UTC) // logged with it, not the name's
 		default: // the copy: its mtime, now
