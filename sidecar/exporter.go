@@ -83,7 +83,6 @@ func newExporter(s *Sidecar, sites *crash.SiteLabels) (*exporter, error) {
 	for _, r := range []string{retention.ReasonAge, retention.ReasonCount, retention.ReasonSize} {
 		e.retentionFiles.WithLabelValues(r)
 	}
-	s.wrapped = s.reg
 	for _, c := range []prometheus.Collector{
 		e.panics, e.fatal, e.filesGauge, e.bytesGauge, e.lastPanic, e.closed, e.parseFailures, e.rescans,
 		e.pollingGauge, e.missingGauge, e.retentionFiles, e.retentionBytes,
@@ -91,7 +90,7 @@ func newExporter(s *Sidecar, sites *crash.SiteLabels) (*exporter, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
-		if err := s.wrapped.Register(c); err != nil {
+		if err := s.reg.Register(c); err != nil {
 			return nil, err
 		}
 	}

@@ -1,11 +1,12 @@
-// Package sidecar runs stackwatch's sidecar: it watches a game server's log
-// directory for stacktrace files, parses and groups the panics in them,
-// tails the server's JSON log for closed-session warnings, applies retention,
-// and serves Prometheus metrics and a JSON API.
+// Package sidecar runs stackwatch's sidecar: it wires the stacktrace-file
+// pipeline (watch → ingest: decide, readfile, stacktrace, crash → the
+// exporter here), the server log tailer, retention and the state file, and
+// serves Prometheus metrics and a JSON API.
 //
 // Other parts plug in through three hooks: Mux (add HTTP routes before Run),
-// Registerer (register collectors; every series gets service="<name>") and
-// Config.Components (run alongside the sidecar and stopped with it).
+// Registerer (register collectors) and Config.Components (run alongside the
+// sidecar and stopped with it). CrashGroups and CrashGroup read the crash
+// groups, e.g. for a UI (Config.UI).
 // Config.OnPanics reports each batch of newly counted panics, e.g. to capture
 // a goroutine dump on a burst.
 package sidecar
@@ -153,7 +154,6 @@ type Sidecar struct {
 	cfg     Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
-	wrapped prometheus.Registerer
 	mux     *http.ServeMux
 	store   *state.Store
 	loaded  state.Loaded
@@ -166,7 +166,6 @@ type Sidecar struct {
 	healthy atomic.Bool
 	hooks   []func(n int) // OnPanics and AddPanicHook; fixed once Run starts
 	saveMu  sync.Mutex    // serialises Save calls
-	saves   atomic.Int64  // state files written, a sync point for tests
 
 	// mu serialises the pipeline's events with the log tailer, retention
 	// and the state snapshot, so a saved state is never half an event: the
@@ -260,9 +259,9 @@ func (s *Sidecar) Mux() *http.ServeMux { return s.mux }
 // Handler is the sidecar's HTTP handler (the mux).
 func (s *Sidecar) Handler() http.Handler { return s.mux }
 
-// Registerer registers collectors on the sidecar's registry with the
-// service label attached.
-func (s *Sidecar) Registerer() prometheus.Registerer { return s.wrapped }
+// Registerer registers collectors on the sidecar's registry, served on
+// /metrics.
+func (s *Sidecar) Registerer() prometheus.Registerer { return s.reg }
 
 // Gatherer is the sidecar's registry, as served on /metrics.
 func (s *Sidecar) Gatherer() prometheus.Gatherer { return s.reg }
@@ -386,6 +385,5 @@ func (s *Sidecar) save() error {
 		s.mu.Unlock()
 		return err
 	}
-	s.saves.Add(1)
 	return nil
 }

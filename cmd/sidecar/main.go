@@ -7,9 +7,9 @@
 //
 // It follows the Prometheus family's conventions (internal/cli): -h and
 // --help exit 0, --version prints the build, -log.level and -log.format
-// (json by default, or logfmt) set the logs on stderr, a failure exits 1
-// and a usage error 2. After binding, the sidecar logs
-// {"msg":"listening","addr":"HOST:PORT"}, so -listen may use port 0.
+// (logfmt by default, or json) set the logs on stderr, a failure exits 1
+// and a usage error 2. After binding, the sidecar logs msg=listening
+// addr=HOST:PORT, so -listen may use port 0.
 // SIGINT and SIGTERM shut it down gracefully (state saved).
 package main
 
@@ -136,10 +136,6 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, er
 	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.common = cli.Register(fs, program)
-	// JSON by default, like the game server's logs beside it: log shippers
-	// and the tests read the listening line's address from it.
-	_ = f.common.Log.Format.Set("json")
-	fs.Lookup("log.format").DefValue = "json"
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]\n"+
 			"       sidecar analyze [-json] PATH...\n"+

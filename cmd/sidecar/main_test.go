@@ -69,7 +69,7 @@ type proc struct {
 // startProc runs the sidecar binary and waits for its "listening" line.
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(binary(t), append([]string{"-log.format=json"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
