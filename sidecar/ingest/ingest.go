@@ -427,7 +427,7 @@ func incomplete(data []byte, perr error) bool {
 	if !errors.Is(perr, stacktrace.ErrNotPanic) || errors.Is(perr, stacktrace.ErrBinary) {
 		return false
 	}
-	i := strings.IndexByte(string(data), '\n')
+	i := bytes.IndexByte(data, '\n')
 	return i < 0 || i == len(data)-1
 }
 
