@@ -20,6 +20,7 @@ build:
 	GOEXPERIMENT=$(SERVER_GOEXPERIMENT) $(GO) build -o $(BIN)/gameserver ./cmd/gameserver
 	$(GO) build -o $(BIN)/sidecar ./cmd/sidecar
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
+	if [ -d cmd/stackwatch ]; then $(GO) build -o $(BIN)/stackwatch ./cmd/stackwatch; fi
 
 ## test: every check CI runs: formatting, vet, staticcheck, race tests (incl.
 ## fuzz seed corpora and the real Prometheus/Alertmanager/Helm tests), a short
@@ -47,6 +48,8 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+## generate: alerts/stackwatch.rules.yml and the demo's alerts/demo/, the
+## dashboards and the chart's copies of both; tests fail on drift.
 generate:
 	PATH="$$PATH:$(GOBIN)" $(GO) generate ./...
 
@@ -55,6 +58,8 @@ generate:
 bench:
 	BENCHCOUNT=$(BENCHCOUNT) scripts/bench.sh
 
+## demo: the incident on localhost until Ctrl-C; HighNilSessionRate pages
+## within three minutes when prometheus and prometheus-alertmanager are installed.
 demo: build
 	scripts/demo.sh
 

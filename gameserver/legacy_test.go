@@ -77,7 +77,7 @@ func TestLegacyDisconnectMidBetPanics(t *testing.T) {
 				}
 			}
 			reg := srv.Registry()
-			if got := metricValue(t, reg, metrics.NilSessionAttempts.Name, map[string]string{"service": tc.service}); got != 1 {
+			if got := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); got != 1 {
 				t.Errorf("nil_session_attempts_total = %v, want 1", got)
 			}
 		})

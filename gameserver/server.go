@@ -233,7 +233,7 @@ func (s *Server) recoverLedger(tm *task.Metrics) error {
 }
 
 func (s *Server) register(tm *task.Metrics) error {
-	reg := metrics.WrapService(s.reg, s.cfg.Service)
+	reg := s.reg
 	build := metrics.GameserverBuildInfo.NewGaugeVec()
 	build.WithLabelValues(s.cfg.Version, s.cfg.Mode()).Set(1)
 	limit := float64(memoryLimit(s.cfg.MemoryLimit))

@@ -2,7 +2,9 @@ package metrics
 
 // Label names.
 const (
-	LabelService   = "service"    // constant label on every stackwatch series
+	LabelService   = "service"    // target label set by the scrape, never by the exporter
+	LabelNamespace = "namespace"  // target label on Kubernetes
+	LabelCluster   = "cluster"    // external or target label of multi-cluster setups
 	LabelReason    = "reason"     // why a write, parse or scrape failed
 	LabelOutcome   = "outcome"    // how a bet's result left the server
 	LabelKind      = "kind"       // kind of panic: nil_dereference, index_out_of_range, ...
@@ -38,6 +40,11 @@ const (
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeFailed       = "failed"
 )
+
+// KindFatal is the LabelKind of a fatal runtime error (concurrent map writes,
+// stack overflow, out of memory, deadlock, signal): the process died, and the
+// runtime wrote the trace through debug.SetCrashOutput.
+const KindFatal = "fatal"
 
 // Values of LabelSignal on LeakSuspects.
 const (
@@ -168,6 +175,10 @@ var (
 		Name: "stackwatch_retention_deleted_bytes_total", Type: Counter,
 		Help: "Bytes of stacktrace files deleted by retention.",
 	}
+	FatalCrashes = Metric{
+		Name: "stackwatch_fatal_crashes_total", Type: Counter,
+		Help: "Panics the game server died of (a fatal error, or a fatal-*.stacktrace.log written by runtime/debug.SetCrashOutput): each one is a restart.",
+	}
 )
 
 // Sidecar metrics, part 2: goroutine profiles.
@@ -225,6 +236,6 @@ func Gameserver() []Metric {
 func Sidecar() []Metric {
 	return []Metric{Panics, StacktraceFiles, StacktraceBytes, LastPanicTimestamp, CrashGroups,
 		ClosedSessionWarnings, ParseFailures, Rescans, WatchPolling, RetentionDeletedFiles, RetentionDeletedBytes,
-		Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
+		FatalCrashes, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
 		ScrapeDuration, ScrapeErrors, Dumps, DumpsBytes, DumpsCaptured}
 }
