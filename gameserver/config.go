@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
@@ -55,7 +56,7 @@ const DefaultWalletLatency = 5 * time.Millisecond
 func (c *Config) setDefaults() error {
 	g, err := game.Lookup(c.Game)
 	if err != nil {
-		return err
+		return fmt.Errorf("-game %q: want one of %s", c.Game, strings.Join(game.Names(), ", "))
 	}
 	if c.Service == "" {
 		c.Service = g.Service

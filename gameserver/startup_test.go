@@ -58,7 +58,7 @@ func TestStartFailuresAreClearAndLeaveNothing(t *testing.T) {
 		}, []string{"-listen 127.0.0.1:http-nope: "}},
 		{"unknown game", func(root string) gameserver.Config {
 			return gameserver.Config{Game: "poker", LogDir: root + "/log", DataDir: root + "/data"}
-		}, []string{`unknown game "poker"`}},
+		}, []string{`-game "poker": want one of `}},
 		{"damaged ledger", func(root string) gameserver.Config {
 			return gameserver.Config{LogDir: root + "/log", DataDir: badLedger}
 		}, []string{"-data-dir " + badLedger + ": ", "ledger damaged", "restore wallet.db"}},
