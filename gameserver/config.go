@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -12,10 +11,6 @@ import (
 	"github.com/stackwatch/stackwatch/gameserver/task"
 	"github.com/stackwatch/stackwatch/gameserver/ticket"
 )
-
-// LegacyVersion is the build stamp of the incident's build, reported by a
-// server running with Legacy.
-const LegacyVersion = "20251030111505"
 
 // Config configures a Server. Its fields mirror cmd/gameserver's flags; zero
 // values take the defaults noted.
@@ -29,6 +24,8 @@ type Config struct {
 	DataDir string // wallet ledger (required)
 	Legacy  bool   // restore build 20251030111505's behaviour
 
+	FaultInjection bool // serve POST /debug/fault (fault.go) beside pprof, which must then be on loopback
+
 	Secret         []byte        // ticket secret; default ticket.DevSecret
 	WalletLatency  time.Duration // slept inside each deduction; 0 = 5ms, <0 = none
 	MemoryLimit    int64         // reported limit when no cgroup or GOMEMLIMIT; default 512MiB
@@ -40,11 +37,10 @@ type Config struct {
 	ReapInterval   time.Duration // default StaleAfter/3
 	InitialBalance int64         // a new player's balance; default 1,000,000
 	Retry          task.RetryPolicy
-	RedeliveryPage int    // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
-	NewLedger      bool   // start a fresh ledger where a marker shows one existed (see wallet.Options.New)
-	MaxConns       int    // concurrent game connections; default from RLIMIT_NOFILE (see defaultMaxConns)
-	MaxUnauthConns int    // of those, connections still before their Hello; default min(1024, MaxConns/4)
-	Version        string // build stamp; default LegacyVersion in legacy mode, else from the build
+	RedeliveryPage int  // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
+	NewLedger      bool // start a fresh ledger where a marker shows one existed (see wallet.Options.New)
+	MaxConns       int  // concurrent game connections; default from RLIMIT_NOFILE (see defaultMaxConns)
+	MaxUnauthConns int  // of those, connections still before their Hello; default min(1024, MaxConns/4)
 }
 
 // DefaultMemoryLimit is the memory limit reported when nothing else sets one.
@@ -107,9 +103,6 @@ func (c *Config) setDefaults() error {
 	def(&c.WriteTimeout, 5*time.Second)
 	def(&c.StaleAfter, 30*time.Second)
 	def(&c.ReapInterval, c.StaleAfter/3)
-	if c.Version == "" {
-		c.Version = buildVersion(c.Legacy)
-	}
 	return nil
 }
 
@@ -144,24 +137,6 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// buildVersion stamps a patched build like the original's
-// YYYYMMDDhhmmss, from the VCS time when the binary has one.
-func buildVersion(legacy bool) string {
-	if legacy {
-		return LegacyVersion
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.time" {
-				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
-					return t.UTC().Format("20060102150405")
-				}
-			}
-		}
-	}
-	return "20251106000000"
 }
 
 // Mode is "legacy" or "patched".

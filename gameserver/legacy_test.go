@@ -147,8 +147,8 @@ func TestLegacyLeaksGoroutines(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := metricValue(t, reg, metrics.GameserverBuildInfo.Name, map[string]string{"version": gameserver.LegacyVersion, "mode": "legacy"}); got != 1 {
-		t.Errorf("build info = %v", got)
+	if got := metricValue(t, reg, metrics.GameserverModeInfo.Name, map[string]string{"mode": "legacy"}); got != 1 {
+		t.Errorf("mode info = %v", got)
 	}
 
 	// The goroutine profile names where the leaked goroutines park.

@@ -24,12 +24,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/version"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/session"
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/gameserver/task"
 	"github.com/stackwatch/stackwatch/gameserver/wallet"
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -179,10 +181,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		registerPprof(admin)
 	}
 	s.https = append(s.https, &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second})
+	var pprofMux *http.ServeMux // nil: pprof shares the admin mux
 	if s.pprofLn != nil {
-		mux := http.NewServeMux()
-		registerPprof(mux)
-		s.https = append(s.https, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+		pprofMux = http.NewServeMux()
+		registerPprof(pprofMux)
+		s.https = append(s.https, &http.Server{Handler: pprofMux, ReadHeaderTimeout: 5 * time.Second})
+	}
+	if err := s.registerLandingAndFault(admin, pprofMux); err != nil {
+		return nil, err
 	}
 	ok = true
 	return s, nil
@@ -234,12 +240,12 @@ func (s *Server) recoverLedger(tm *task.Metrics) error {
 
 func (s *Server) register(tm *task.Metrics) error {
 	reg := s.reg
-	build := metrics.GameserverBuildInfo.NewGaugeVec()
-	build.WithLabelValues(s.cfg.Version, s.cfg.Mode()).Set(1)
+	mode := metrics.GameserverModeInfo.NewGaugeVec()
+	mode.WithLabelValues(s.cfg.Mode()).Set(1)
 	limit := float64(memoryLimit(s.cfg.MemoryLimit))
 	cs := append(tm.Collectors(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.sessionsCreated, s.sessionsClosed, s.panics, s.refused, build,
+		s.sessionsCreated, s.sessionsClosed, s.panics, s.refused, cli.BuildInfo("gameserver"), mode,
 		metrics.SessionsActive.NewGaugeFunc(func() float64 { return float64(s.sessions.Len()) }),
 		metrics.PendingResponses.NewGaugeFunc(func() float64 { return float64(s.task.Pending()) }),
 		metrics.DeadLetters.NewGaugeFunc(func() float64 { return float64(s.wallet.DeadLetters()) }),
@@ -293,7 +299,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Addresses first, so process-based tests find them easily:
 	// {"time":...,"level":"INFO","msg":"listening","addr":"127.0.0.1:PORT","admin":"127.0.0.1:PORT",...}
 	s.baseLog.Info("listening", "addr", s.Addr().String(), "admin", s.AdminAddr().String(), "pprof", s.PprofAddr().String(),
-		"service", s.cfg.Service, "game", s.cfg.Game, "mode", s.cfg.Mode(), "version", s.cfg.Version,
+		"service", s.cfg.Service, "game", s.cfg.Game, "mode", s.cfg.Mode(), "version", version.Version,
 		"log_dir", s.cfg.LogDir, "data_dir", s.cfg.DataDir)
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))

@@ -148,7 +148,8 @@ func CheckLoopback(addr string) error {
 	return nil
 }
 
-func (cfg *Config) validate() error {
+// Validate reports the first setting of cfg that Run would refuse.
+func (cfg *Config) Validate() error {
 	switch {
 	case cfg.Clients < 1 || cfg.Clients > MaxClients:
 		return fmt.Errorf("loadgen: clients must be 1..%d, got %d", MaxClients, cfg.Clients)
@@ -226,7 +227,7 @@ type counters struct {
 // Summary (see Summary.OK). Cancelling ctx ends the run early, and bets then
 // unresolved count as lost.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
 	}
 	cfg.defaults()

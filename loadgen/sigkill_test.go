@@ -47,7 +47,7 @@ type proc struct {
 func startProc(t *testing.T, bin, listen, logDir, dataDir string) (*proc, error) {
 	t.Helper()
 	cmd := exec.Command(bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
-		"-log-dir", logDir, "-data-dir", dataDir)
+		"-log-dir", logDir, "-data-dir", dataDir, "-log.format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
