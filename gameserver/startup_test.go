@@ -142,6 +142,7 @@ func TestStartRefusesInsecureExposure(t *testing.T) {
 		{"all interfaces, dev secret", gameserver.Config{Listen: ":0"}, "-listen :0 is not loopback"},
 		{"public admin without -pprof", gameserver.Config{Admin: "0.0.0.0:0"}, "-admin 0.0.0.0:0 is not loopback: set -pprof"},
 		{"public pprof", gameserver.Config{Admin: "0.0.0.0:0", Pprof: "0.0.0.0:0"}, "-pprof 0.0.0.0:0 is not loopback"},
+		{"public pprof beside a loopback admin", gameserver.Config{Pprof: "0.0.0.0:0"}, "-pprof 0.0.0.0:0 is not loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.LogDir, tc.cfg.DataDir = t.TempDir(), t.TempDir()
