@@ -87,7 +87,25 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if _, err := filepath.Match(*pattern, ""); err != nil {
 		return cli.Usagef("analyze: bad -pattern: %v", err)
 	}
-	rep, err := Analyze(ctx, fset.Args(), Options{Pattern: *pattern, MaxBytes: *maxBytes, Stdin: stdin})
+	// A read from a terminal, a pipe or a FIFO without a writer cannot be
+	// interrupted, so Ctrl-C returns at once and leaves the read behind.
+	type result struct {
+		rep *Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := Analyze(ctx, fset.Args(), Options{Pattern: *pattern, MaxBytes: *maxBytes, Stdin: stdin})
+		done <- result{rep, err}
+	}()
+	var rep *Report
+	var err error
+	select {
+	case r := <-done:
+		rep, err = r.rep, r.err
+	case <-ctx.Done():
+		return fmt.Errorf("analyze: interrupted: %w", context.Cause(ctx))
+	}
 	if rep != nil {
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
@@ -122,6 +140,10 @@ func Analyze(ctx context.Context, paths []string, opt Options) (*Report, error) 
 	a := &analyzer{opt: opt, groups: crash.NewGroups(), rep: &Report{Failures: []Failure{}}}
 	var errs []error
 	for _, p := range paths {
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
 		if err := a.path(ctx, p); err != nil {
 			errs = append(errs, err)
 		}

@@ -472,3 +472,46 @@ func TestAnalyzeCancelled(t *testing.T) {
 		t.Fatalf("cancelled: %v, %+v", err, rep)
 	}
 }
+
+// TestRunInterrupted: Ctrl-C stops analyze while it waits on stdin or on a
+// FIFO, reads that cannot themselves be interrupted.
+func TestRunInterrupted(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	var w *os.File
+	for _, tc := range []struct {
+		name           string
+		arg            string
+		reading, close func()
+	}{
+		{"stdin", "-", func() {}, func() { pw.Close() }},
+		// Opening the write end returns once analyze has opened the read
+		// end; analyze then waits for data until the writer closes.
+		{"fifo", fifo, func() {
+			var err error
+			if w, err = os.OpenFile(fifo, os.O_WRONLY, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, func() { w.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- Run(ctx, []string{tc.arg}, pr, io.Discard, io.Discard) }()
+			tc.reading()
+			cancel()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run: %v, want context.Canceled", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run still waiting 10s after Ctrl-C")
+			}
+			tc.close()
+		})
+	}
+}
