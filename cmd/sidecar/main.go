@@ -15,11 +15,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -90,6 +92,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if token != "" {
 		cfg.Auth = bearer.Middleware(token)
 	}
+	// Bind before New creates -data-dir, so a port in use leaves nothing
+	// behind.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return fmt.Errorf("-listen %s: %w", f.listen, err)
+	}
+	defer ln.Close()
 	sc, err := sidecar.New(cfg)
 	if err != nil {
 		return err
@@ -108,16 +121,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
 	}
-	listen := f.listen
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	logger.Info("listening", "addr", ln.Addr().String(), "service", cfg.Service, "log_dir", cfg.LogDir,
 		"data_dir", cfg.DataDir, "polling", sc.Polling())
-	err = sc.Run(ctx, ln)
-	logger.Info("stopped", "err", err)
-	return err
+	if err := sc.Run(ctx, ln); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
 }
 
 type flags struct {
@@ -186,11 +196,49 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, er
 		err = cli.Usagef("-log-dir is required")
 	case cfg.DataDir == "":
 		err = cli.Usagef("-data-dir is required")
+	case cfg.Target != "" && !httpURL(cfg.Target):
+		err = cli.Usagef("-target %q: want an http(s) URL such as http://127.0.0.1:7061", cfg.Target)
 	default:
+		err = negative(fs)
+		stop = err != nil
 		stop = false
 	}
 	cfg.Retention.MaxAge = time.Duration(*age)
 	return
+}
+
+// httpURL reports whether s is an http or https URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// negative refuses a negative value for any numeric flag but those whose
+// help gives negative a meaning.
+func negative(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(fl *flag.Flag) {
+		if err != nil || strings.Contains(fl.Usage, "negative") {
+			return
+		}
+		if g, ok := fl.Value.(flag.Getter); ok {
+			switch v := g.Get().(type) {
+			case int:
+				if v < 0 {
+					err = cli.Usagef("-%s %d: must not be negative", fl.Name, v)
+				}
+			case int64:
+				if v < 0 {
+					err = cli.Usagef("-%s %d: must not be negative", fl.Name, v)
+				}
+			case time.Duration:
+				if v < 0 {
+					err = cli.Usagef("-%s %v: must not be negative", fl.Name, v)
+				}
+			}
+		}
+	})
+	return err
 }
 
 // days is a duration flag that also accepts whole days ("7d").

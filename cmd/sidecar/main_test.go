@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -334,6 +337,9 @@ func TestFlagErrors(t *testing.T) {
 		{"-service", "x", "-retention-age", "7x"}, // bad duration
 		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "stray"},
 		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-log.level", "loud"},
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-target", "ftp://x"},
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-incomplete-after", "-1s"},
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-dump-max-count", "-1"},
 	} {
 		var errb bytes.Buffer
 		if err := run(context.Background(), args, io.Discard, &errb); cli.ExitCode(err) != cli.ExitUsage {
@@ -581,4 +587,24 @@ func TestBoundedManySites(t *testing.T) {
 		t.Fatalf("panics after restart: %v, want %d", got, sites)
 	}
 	p.stop(t, syscall.SIGTERM)
+}
+
+// TestFailedStartLeavesNothing: a port in use is named by its flag, once,
+// and fails before -data-dir is created.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	err = run(context.Background(), []string{"-service", "x", "-log-dir", dir, "-data-dir", data,
+		"-listen", busy.Addr().String(), "-target", "http://127.0.0.1:1"}, io.Discard, io.Discard)
+	if cli.ExitCode(err) != cli.ExitFailure || !strings.HasPrefix(err.Error(), "-listen "+busy.Addr().String()+": bind: ") {
+		t.Errorf("port in use: %v", err)
+	}
+	if _, serr := os.Stat(data); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("failed start left -data-dir behind: %v", serr)
+	}
 }
