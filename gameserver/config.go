@@ -77,6 +77,11 @@ func (c *Config) setDefaults() error {
 	if len(c.Secret) == 0 {
 		c.Secret = []byte(ticket.DevSecret)
 	}
+	// A negative timeout would be a deadline already past: every
+	// connection dropped at once.
+	if c.HelloTimeout < 0 || c.IdleTimeout < 0 || c.WriteTimeout < 0 || c.StaleAfter < 0 || c.ReapInterval < 0 {
+		return errors.New("-hello-timeout, -idle-timeout, -write-timeout and -stale-after must not be negative")
+	}
 	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 {
 		return errors.New("-max-conns, -max-unauth-conns and -redelivery-page must not be negative")
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -65,6 +66,9 @@ func TestStartFailuresAreClearAndLeaveNothing(t *testing.T) {
 		{"damaged ledger, log dir exists", func(root string) gameserver.Config {
 			return gameserver.Config{LogDir: existingLog, DataDir: badLedger}
 		}, []string{"-data-dir " + badLedger + ": "}},
+		{"negative timeout", func(root string) gameserver.Config {
+			return gameserver.Config{HelloTimeout: -time.Second, LogDir: root + "/log", DataDir: root + "/data"}
+		}, []string{"-hello-timeout", "must not be negative"}},
 		{"data dir is a file", func(root string) gameserver.Config {
 			os.WriteFile(root+"/file", nil, 0o644)
 			return gameserver.Config{LogDir: root + "/log", DataDir: root + "/file/data"}
