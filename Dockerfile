@@ -57,10 +57,15 @@ WORKDIR /app
 
 FROM runtime AS gameserver
 COPY --from=build-gameserver /out/gameserver /usr/local/bin/gameserver
-# 7000: game traffic. 6060: admin (/metrics, /debug/pprof, /healthz, /readyz).
-EXPOSE 7000 6060
+# 7000: game traffic. 7060: admin (/metrics, /healthz, /readyz), on every
+# interface so Prometheus and probes reach it. /debug/pprof stays on
+# 127.0.0.1:7061 (goroutine dumps carry player data), for the sidecar in the
+# same pod. Beyond loopback the server refuses the built-in development ticket
+# secret: mount the real one at /run/secrets/ticket-secret.
+EXPOSE 7000 7060
 ENTRYPOINT ["/usr/local/bin/gameserver"]
-CMD ["-listen=:7000", "-admin=127.0.0.1:6060", "-log-dir=/app/log", "-data-dir=/data"]
+CMD ["-game=wilddig", "-listen=:7000", "-secret-file=/run/secrets/ticket-secret", \
+     "-admin=:7060", "-pprof=127.0.0.1:7061", "-log-dir=/app/log", "-data-dir=/data"]
 
 FROM runtime AS loadgen
 COPY --from=build-loadgen /out/loadgen /usr/local/bin/loadgen
@@ -69,7 +74,10 @@ ENTRYPOINT ["/usr/local/bin/loadgen"]
 # The sidecar is last so a plain `docker build .` gives the sidecar image.
 FROM runtime AS sidecar
 COPY --from=build-sidecar /out/sidecar /usr/local/bin/sidecar
-# 9091: /metrics, /healthz, /readyz and the /api/v1 dumps API.
-EXPOSE 9091
+# 39190: /metrics, /healthz, /readyz and the /api/v1 API. Beyond loopback the
+# API needs a bearer token: mount it at /run/secrets/sidecar-token. -service
+# names the game server beside it; -target is its loopback pprof listener.
+EXPOSE 39190
 ENTRYPOINT ["/usr/local/bin/sidecar"]
-CMD ["-log-dir=/app/log", "-data-dir=/sidecar-data", "-listen=:9091", "-target=http://127.0.0.1:6060"]
+CMD ["-service=wilddiggr", "-log-dir=/app/log", "-data-dir=/sidecar-data", "-listen=:39190", \
+     "-token-file=/run/secrets/sidecar-token", "-target=http://127.0.0.1:7061"]
