@@ -348,7 +348,7 @@ func TestRejectsGarbage(t *testing.T) {
 		t.Errorf("gzip bomb: err = %v", err)
 	}
 	// A heap profile is a valid pprof profile but not a goroutine profile.
-	if _, err := goroutines.ParseProfile(profileBytes(t, "heap")); err == nil || !strings.Contains(err.Error(), "not a goroutine profile") {
+	if _, err := goroutines.ParseProfile(profileBytes(t, "heap")); err == nil || !strings.Contains(err.Error(), "not a goroutine profile (sample types alloc_objects, alloc_space, inuse_objects, inuse_space)") {
 		t.Errorf("heap profile: err = %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -53,7 +54,11 @@ func ParseProfile(data []byte) (*Snapshot, error) {
 // their pprof labels are merged.
 func FromProfile(p *profile.Profile) (*Snapshot, error) {
 	if len(p.SampleType) != 1 || p.SampleType[0].Unit != "count" {
-		return nil, fmt.Errorf("goroutines: not a goroutine profile (sample types %v)", p.SampleType)
+		types := make([]string, len(p.SampleType))
+		for i, st := range p.SampleType {
+			types[i] = st.Type
+		}
+		return nil, fmt.Errorf("goroutines: not a goroutine profile (sample types %s)", strings.Join(types, ", "))
 	}
 	if t := p.SampleType[0].Type; t != "goroutine" && t != "goroutineleak" {
 		return nil, fmt.Errorf("goroutines: not a goroutine profile (sample type %q)", t)
