@@ -207,6 +207,12 @@ func (a *analyzer) path(ctx context.Context, root string) error {
 		if !fi.Mode().IsRegular() {
 			return nil
 		}
+		// The game server opens its crash output file,
+		// fatal-<start>-<pid>.stacktrace.log, empty at start; it fills
+		// only if the process dies (as the sidecar treats it).
+		if fi.Size() == 0 && strings.HasPrefix(d.Name(), "fatal-") {
+			return nil
+		}
 		a.file(ctx, p, fi, false)
 		return nil
 	})

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 )
@@ -410,6 +411,10 @@ func TestAnalyzeSpecialFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.stacktrace.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A running game server's crash output file: empty, not a failure.
+	if err := os.WriteFile(filepath.Join(dir, gameserver.FatalPrefix+"20261130T144807.607Z-12415"+stacktool.Suffix), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := runJSON(t, dir)
