@@ -32,6 +32,7 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/dumpcli"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 	"github.com/stackwatch/stackwatch/sidecar/watch"
+	"github.com/stackwatch/stackwatch/sidecar/webui"
 )
 
 // DefaultListen is the sidecar's default HTTP address (the game server's
@@ -74,13 +75,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if token != "" {
-		cfg.Auth = bearer.Middleware(token)
-	}
+	// One guard for the API and the web UI: the bearer token, or a session
+	// cookie from the UI's login form.
+	auth := webui.NewAuth(cfg.Service, token)
+	cfg.Auth = auth.Middleware
 	sc, err := sidecar.New(cfg)
 	if err != nil {
 		return err
 	}
+	uiCfg := webui.Config{Service: cfg.Service, Crashes: webui.SidecarCrashes(sc), Auth: auth, Logger: logger}
 	if cfg.Target != "" {
 		pc := f.profiler
 		pc.Target, pc.Service, pc.DataDir, pc.Auth = cfg.Target, cfg.Service, cfg.DataDir, cfg.Auth
@@ -91,7 +94,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof.Register(sc.Mux())
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
+		uiCfg.Goroutines, uiCfg.Dumps = webui.Profiler(prof), webui.Profiler(prof)
 	}
+	ui, err := webui.New(uiCfg)
+	if err != nil {
+		return err
+	}
+	sc.Mux().Handle("/", ui.Handler())
 	listen := f.listen
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
