@@ -20,6 +20,7 @@ build:
 	GOEXPERIMENT=$(SERVER_GOEXPERIMENT) $(GO) build -o $(BIN)/gameserver ./cmd/gameserver
 	$(GO) build -o $(BIN)/sidecar ./cmd/sidecar
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
+	$(GO) build -o $(BIN)/stackwatch ./cmd/stackwatch
 
 ## test: every check CI runs: formatting, vet, staticcheck, race tests (incl.
 ## fuzz seed corpora and the real Prometheus/Alertmanager/Helm tests), a short

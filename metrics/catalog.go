@@ -53,6 +53,8 @@ var (
 	ProcessResidentMemory  = Metric{Name: "process_resident_memory_bytes", Type: Gauge, Help: "Resident memory size (process collector)."}
 	ProcessCPUSecondsTotal = Metric{Name: "process_cpu_seconds_total", Type: Counter, Help: "CPU time (process collector)."}
 	Up                     = Metric{Name: "up", Type: Gauge, Help: "Whether Prometheus reached the target."}
+	Alerts                 = Metric{Name: "ALERTS", Type: Gauge, Help: "Pending and firing alerts (Prometheus' rule manager), labelled alertname and alertstate."}
+	AlertsForState         = Metric{Name: "ALERTS_FOR_STATE", Type: Gauge, Help: "When each pending or firing alert became active, in Unix seconds (Prometheus' rule manager)."}
 )
 
 // Game server metrics. The first two names are the incident report's own.
