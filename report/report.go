@@ -226,6 +226,17 @@ func (g *gatherer) rangeQuery(ctx context.Context, purpose, expr string) (model.
 	return m, nil
 }
 
+// windowCount is PromQL for how much counter m grew in the window, by
+// service. The sidecar and the game server keep their counters across
+// restarts, so the growth is the value now minus the value at the window's
+// start, 0 for a series born inside the window: increase() would miss
+// everything counted before its first scrape, the whole first burst of an
+// incident. A series that went down (a reset) counts its drop as nothing.
+func (g *gatherer) windowCount(m metrics.Metric, by ...string) string {
+	return fmt.Sprintf(`sum by (%s) (clamp_min(%s - (%s offset %s or %s * 0), 0))`,
+		strings.Join(by, ", "), m.Name, m.Name, g.win, m.Name)
+}
+
 // byService returns each sample's value by its service label.
 func byService(vec model.Vector) map[string]float64 {
 	out := map[string]float64{}
@@ -249,7 +260,7 @@ func (g *gatherer) services(ctx context.Context) error {
 		{"Services (every scraped target with a service label)",
 			fmt.Sprintf(`count by (%s) (%s{%s!=""})`, svc, metrics.Up.Name, svc), func(*Service, float64) {}},
 		{"Stacktraces: panics counted in the window",
-			fmt.Sprintf(`sum by (%s) (increase(%s[%s]))`, svc, metrics.Panics.Name, g.win), func(s *Service, v float64) { s.Stacktraces = v }},
+			g.windowCount(metrics.Panics, svc), func(s *Service, v float64) { s.Stacktraces = v }},
 		{"Stacktrace files on disk now",
 			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.StacktraceFiles.Name), func(s *Service, v float64) { s.Files = v }},
 		{"Latest occurrence: newest panic file's time",
@@ -259,9 +270,9 @@ func (g *gatherer) services(ctx context.Context) error {
 		{"Memory limit",
 			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.MemoryLimit.Name), func(s *Service, v float64) { s.MemoryLimit = v }},
 		{"Writes to a nil session in the window",
-			fmt.Sprintf(`sum by (%s) (increase(%s[%s]))`, svc, metrics.NilSessionAttempts.Name, g.win), func(s *Service, v float64) { s.NilSessions = v }},
+			g.windowCount(metrics.NilSessionAttempts, svc), func(s *Service, v float64) { s.NilSessions = v }},
 		{"Closed-session warnings (the graceful path) in the window",
-			fmt.Sprintf(`sum by (%s) (increase(%s[%s]))`, svc, metrics.ClosedSessionWarnings.Name, g.win), func(s *Service, v float64) { s.ClosedSessionWarnings = v }},
+			g.windowCount(metrics.ClosedSessionWarnings, svc), func(s *Service, v float64) { s.ClosedSessionWarnings = v }},
 		{"Peak goroutines in the window (the sidecar's scrape of the server)",
 			fmt.Sprintf(`max by (%s) (max_over_time(%s[%s]))`, svc, metrics.Goroutines.Name, g.win), func(s *Service, v float64) { s.Goroutines = v }},
 		{"Goroutines the runtime proved leaked",
@@ -286,7 +297,7 @@ func (g *gatherer) services(ctx context.Context) error {
 		}
 	}
 	bets, err := g.instant(ctx, "Bets settled in the window, by outcome",
-		fmt.Sprintf(`sum by (%s, %s) (increase(%s[%s]))`, svc, metrics.LabelOutcome, metrics.BetResults.Name, g.win))
+		g.windowCount(metrics.BetResults, svc, metrics.LabelOutcome))
 	if err != nil {
 		return err
 	}
@@ -389,22 +400,33 @@ func (g *gatherer) alerts(ctx context.Context) error {
 		s.Status = cmp.Or(status[s.Name], StatusOK)
 	}
 
-	states, err := g.rangeQuery(ctx, "Timeline: when each alert was pending and firing",
-		fmt.Sprintf(`max by (%s, %s, %s) (%s)`, model.AlertNameLabel, alertStateLabel, metrics.LabelService, metrics.Alerts.Name))
+	// Pending: when each alert became active, exactly, from ALERTS_FOR_STATE
+	// (its value); firing: the first step at which ALERTS says so.
+	active, err := g.instant(ctx, "Timeline: when each alert became active (pending)",
+		fmt.Sprintf(`min by (%s, %s) (min_over_time(%s[%s]))`, model.AlertNameLabel, metrics.LabelService, metrics.AlertsForState.Name, g.win))
 	if err != nil {
 		return err
 	}
-	for _, series := range states {
-		if len(series.Values) == 0 {
-			continue
+	for _, s := range active {
+		if t := unix(float64(s.Value)); !t.Before(g.rep.From) {
+			g.rep.Timeline = append(g.rep.Timeline, Event{t, string(s.Metric[metrics.LabelService]),
+				fmt.Sprintf("%s %s", s.Metric[model.AlertNameLabel], v1.AlertStatePending)})
 		}
-		name, state := series.Metric[model.AlertNameLabel], series.Metric[alertStateLabel]
-		g.rep.Timeline = append(g.rep.Timeline, Event{series.Values[0].Timestamp.Time(),
-			string(series.Metric[metrics.LabelService]), fmt.Sprintf("%s %s", name, state)})
+	}
+	firing, err := g.rangeQuery(ctx, "Timeline: when each alert was firing",
+		fmt.Sprintf(`max by (%s, %s) (%s{%s=%q})`, model.AlertNameLabel, metrics.LabelService, metrics.Alerts.Name, alertStateLabel, v1.AlertStateFiring))
+	if err != nil {
+		return err
+	}
+	for _, series := range firing {
+		if len(series.Values) > 0 {
+			g.rep.Timeline = append(g.rep.Timeline, Event{series.Values[0].Timestamp.Time(),
+				string(series.Metric[metrics.LabelService]), fmt.Sprintf("%s %s", series.Metric[model.AlertNameLabel], v1.AlertStateFiring)})
+		}
 	}
 	// Dumps counted by Prometheus, for services whose sidecar was not asked.
 	dumped, err := g.instant(ctx, "Goroutine dumps captured in the window, by trigger",
-		fmt.Sprintf(`sum by (%s, %s) (increase(%s[%s])) >= 0.5`, metrics.LabelService, metrics.LabelTrigger, metrics.DumpsCaptured.Name, g.win))
+		g.windowCount(metrics.DumpsCaptured, metrics.LabelService, metrics.LabelTrigger)+" >= 0.5")
 	if err != nil {
 		return err
 	}
