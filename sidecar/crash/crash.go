@@ -47,7 +47,7 @@ func Classify(p *stacktrace.Panic) Signature {
 		frames := p.Goroutines[0].Frames
 		if i := crashIndex(frames); i >= 0 {
 			f := frames[i]
-			sig.Site = Site{Function: strings.Clone(f.Func), File: strings.Clone(f.File), Line: f.Line}
+			sig.Site = Site{Function: strings.Clone(f.Function), File: strings.Clone(f.File), Line: f.Line}
 			sig.NilReceiver = len(f.Args) > 0 && isNil(f.Args[0])
 			sig.Caller = strings.Clone(caller(p.Goroutines[0], i))
 		}
@@ -62,11 +62,11 @@ func Classify(p *stacktrace.Panic) Signature {
 func caller(g stacktrace.Goroutine, site int) string {
 	for _, f := range g.Frames[site+1:] {
 		if !isRuntime(f) {
-			return f.Func
+			return f.Function
 		}
 	}
 	if g.CreatedBy != nil && !g.FramesElided {
-		return g.CreatedBy.Func
+		return g.CreatedBy.Function
 	}
 	return ""
 }
@@ -122,7 +122,7 @@ func crashIndex(frames []stacktrace.Frame) int {
 }
 
 func isPanicFrame(f stacktrace.Frame) bool {
-	return f.Func == "panic" || f.Func == "runtime.gopanic"
+	return f.Function == "panic" || f.Function == "runtime.gopanic"
 }
 
 func isRuntime(f stacktrace.Frame) bool {

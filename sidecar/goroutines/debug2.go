@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // ParseDebug2 parses a debug=2 text dump: the output of runtime.Stack(buf,
@@ -51,7 +53,7 @@ type debug2Parser struct {
 	wait    []byte
 	minutes int
 	frames  []span
-	lines   []int64
+	lines   []int
 	h       keyHash
 	pending []byte // function line waiting for its file:line
 }
@@ -188,7 +190,8 @@ func (p *debug2Parser) endAt(atEOF bool) error {
 	if g == nil {
 		frames := make([]Frame, len(p.frames))
 		for i, f := range p.frames {
-			frames[i] = Frame{Function: string(f.fn), File: string(f.file), Line: p.lines[i]}
+			fn := string(f.fn)
+			frames[i] = Frame{Function: fn, Pkg: traceback.PackageOf(fn), File: string(f.file), Line: p.lines[i]}
 		}
 		g = &Group{Key: p.h.key(), Frames: frames, Wait: Wait(p.wait), Location: locationOf(frames)}
 		p.groups[p.h] = g
@@ -200,7 +203,7 @@ func (p *debug2Parser) endAt(atEOF bool) error {
 
 // parseFileLine reads "/path/file.go:123 +0x1d" (the offset is absent for
 // inlined frames).
-func parseFileLine(b []byte) ([]byte, int64, error) {
+func parseFileLine(b []byte) ([]byte, int, error) {
 	if i := bytes.Index(b, []byte(" +0x")); i >= 0 {
 		b = b[:i]
 	}
@@ -208,14 +211,14 @@ func parseFileLine(b []byte) ([]byte, int64, error) {
 	if c <= 0 {
 		return nil, 0, fmt.Errorf("malformed file:line %q", truncate(b))
 	}
-	n, err := strconv.ParseInt(string(b[c+1:]), 10, 64)
+	n, err := strconv.Atoi(string(b[c+1:]))
 	if err != nil || n < 0 {
 		return nil, 0, fmt.Errorf("malformed line number in %q", truncate(b))
 	}
 	return b[:c], n, nil
 }
 
-func (h *keyHash) frameBytes(function, file []byte, line int64) {
+func (h *keyHash) frameBytes(function, file []byte, line int) {
 	for _, c := range function {
 		h.byte(c)
 	}
@@ -224,7 +227,7 @@ func (h *keyHash) frameBytes(function, file []byte, line int64) {
 		h.byte(c)
 	}
 	var buf [20]byte
-	for _, c := range strconv.AppendInt(buf[:0], line, 10) {
+	for _, c := range strconv.AppendInt(buf[:0], int64(line), 10) {
 		h.byte(c)
 	}
 	h.byte('\n')

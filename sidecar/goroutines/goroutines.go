@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // Format names the encoding of a goroutine dump.
@@ -48,50 +50,9 @@ func (w Wait) IsChannel() bool {
 		strings.HasPrefix(string(w), string(WaitSelect))
 }
 
-// Frame is one call in a stack.
-type Frame struct {
-	Function string `json:"function"`
-	File     string `json:"file"`
-	Line     int64  `json:"line"`
-}
-
-// String formats f as "function file:line".
-func (f Frame) String() string {
-	if f.Function == "" {
-		return ""
-	}
-	return f.Function + " " + f.Site()
-}
-
-// Site formats f as "file:line".
-func (f Frame) Site() string {
-	return f.File + ":" + strconv.FormatInt(f.Line, 10)
-}
-
-// IsRuntime reports whether f belongs to the Go runtime or the
-// synchronisation layer beneath user code (runtime, internal/..., sync,
-// sync/atomic). The first frame that is not is a goroutine's code location.
-func (f Frame) IsRuntime() bool {
-	pkg := packageOf(f.Function)
-	switch {
-	case pkg == "runtime", strings.HasPrefix(pkg, "runtime/"),
-		pkg == "internal", strings.HasPrefix(pkg, "internal/"),
-		pkg == "sync", pkg == "sync/atomic":
-		return true
-	}
-	return false
-}
-
-// packageOf returns the import path of a fully qualified function name such
-// as "github.com/x/y/pkg.(*T).Method.func1".
-func packageOf(fn string) string {
-	slash := strings.LastIndexByte(fn, '/')
-	dot := strings.IndexByte(fn[slash+1:], '.')
-	if dot < 0 {
-		return fn
-	}
-	return fn[:slash+1+dot]
-}
+// Frame is one call in a stack. The debug=2 parser and profiles fill
+// Function, Pkg, File and Line.
+type Frame = traceback.Frame
 
 // Group is a set of goroutines that share one stack.
 type Group struct {
@@ -148,7 +109,7 @@ func (h *keyHash) reset() { *h = fnvOffset }
 
 func (h *keyHash) byte(c byte) { *h = (*h ^ keyHash(c)) * fnvPrime }
 
-func (h *keyHash) frame(function, file string, line int64) {
+func (h *keyHash) frame(function, file string, line int) {
 	for i := 0; i < len(function); i++ {
 		h.byte(function[i])
 	}
@@ -157,7 +118,7 @@ func (h *keyHash) frame(function, file string, line int64) {
 		h.byte(file[i])
 	}
 	var buf [20]byte
-	for _, c := range strconv.AppendInt(buf[:0], line, 10) {
+	for _, c := range strconv.AppendInt(buf[:0], int64(line), 10) {
 		h.byte(c)
 	}
 	h.byte('\n')

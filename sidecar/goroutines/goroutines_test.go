@@ -98,7 +98,7 @@ func (p *parked) release() {
 }
 
 // lineOf returns the line in this file tagged with marker.
-func lineOf(t testing.TB, marker string) int64 {
+func lineOf(t testing.TB, marker string) int {
 	t.Helper()
 	f, err := os.Open("goroutines_test.go")
 	if err != nil {
@@ -106,7 +106,7 @@ func lineOf(t testing.TB, marker string) int64 {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for n := int64(1); sc.Scan(); n++ {
+	for n := 1; sc.Scan(); n++ {
 		if strings.HasSuffix(sc.Text(), "// "+marker) {
 			return n
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // MaxProfileSize bounds a profile's uncompressed size. A goroutine profile
@@ -76,9 +78,9 @@ func FromProfile(p *profile.Profile) (*Snapshot, error) {
 				continue
 			}
 			for _, ln := range loc.Line {
-				f := Frame{Line: ln.Line}
+				f := Frame{Line: int(ln.Line)}
 				if ln.Function != nil {
-					f.Function, f.File = ln.Function.Name, ln.Function.Filename
+					f.Function, f.Pkg, f.File = ln.Function.Name, traceback.PackageOf(ln.Function.Name), ln.Function.Filename
 				}
 				frames = append(frames, f)
 			}

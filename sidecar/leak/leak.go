@@ -74,7 +74,7 @@ func (s Suspect) Label() string { return LocationLabel(s.Location) }
 
 // LocationLabel formats a frame for the location label.
 func LocationLabel(f goroutines.Frame) string {
-	return f.Function + " " + filepath.Base(f.File) + ":" + strconv.FormatInt(f.Line, 10)
+	return f.Function + " " + filepath.Base(f.File) + ":" + strconv.Itoa(f.Line)
 }
 
 // Has reports whether signal flagged the suspect.

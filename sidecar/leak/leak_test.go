@@ -106,7 +106,7 @@ func snapshot(t *testing.T, want map[string]int) *goroutines.Snapshot {
 	return s
 }
 
-func lineOf(t *testing.T, marker string) int64 {
+func lineOf(t *testing.T, marker string) int {
 	t.Helper()
 	f, err := os.Open("leak_test.go")
 	if err != nil {
@@ -114,7 +114,7 @@ func lineOf(t *testing.T, marker string) int64 {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for n := int64(1); sc.Scan(); n++ {
+	for n := 1; sc.Scan(); n++ {
 		if strings.HasSuffix(sc.Text(), "// "+marker) {
 			return n
 		}
@@ -150,7 +150,7 @@ func TestBlockedRule(t *testing.T) {
 	if want := lineOf(t, "leak:send"); s.Location.Line != want || !strings.HasSuffix(s.Location.File, "leak_test.go") {
 		t.Errorf("location %s, want leak_test.go:%d", s.Location.Site(), want)
 	}
-	if !strings.HasSuffix(s.Label(), "leak_test.go:"+itoa(lineOf(t, "leak:send"))) {
+	if !strings.HasSuffix(s.Label(), "leak_test.go:"+strconv.Itoa(lineOf(t, "leak:send"))) {
 		t.Errorf("label %q", s.Label())
 	}
 	if find(got, "stuckReceive") != nil {
@@ -224,5 +224,3 @@ func TestRuntimeSignalAndBounds(t *testing.T) {
 		t.Error("Suspects() does not return the last result")
 	}
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -25,7 +25,7 @@ import (
 
 // reckonLeakLine finds the line where the legacy reckon goroutine parks for
 // good, by its comment in the game server's source.
-func reckonLeakLine(t *testing.T) (string, int64) {
+func reckonLeakLine(t *testing.T) (string, int) {
 	t.Helper()
 	file, err := filepath.Abs("../../gameserver/task/task_client_reckon_wilddig.go")
 	if err != nil {
@@ -37,7 +37,7 @@ func reckonLeakLine(t *testing.T) (string, int64) {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for n := int64(1); sc.Scan(); n++ {
+	for n := 1; sc.Scan(); n++ {
 		if strings.Contains(sc.Text(), "<-w.ch") && strings.Contains(sc.Text(), "the incident's leak") {
 			return file, n
 		}

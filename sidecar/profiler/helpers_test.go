@@ -93,7 +93,7 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	}
 }
 
-func lineOf(t testing.TB, file, marker string) int64 {
+func lineOf(t testing.TB, file, marker string) int {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -101,7 +101,7 @@ func lineOf(t testing.TB, file, marker string) int64 {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for n := int64(1); sc.Scan(); n++ {
+	for n := 1; sc.Scan(); n++ {
 		if strings.HasSuffix(sc.Text(), "// "+marker) {
 			return n
 		}

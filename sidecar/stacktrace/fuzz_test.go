@@ -80,11 +80,11 @@ func checkInvariants(t *testing.T, p *Panic) {
 			frames = append(frames[:len(frames):len(frames)], *g.CreatedBy)
 		}
 		for _, f := range frames {
-			if f.Func == "" || f.Line < 0 || strings.ContainsAny(f.Func+f.File+f.Offset, "\n") {
+			if f.Function == "" || f.Line < 0 || strings.ContainsAny(f.Function+f.File+f.Offset, "\n") {
 				t.Fatalf("bad frame %+v", f)
 			}
-			if f.Pkg != "runtime" && !strings.HasPrefix(f.Func, f.Pkg) {
-				t.Fatalf("Pkg %q not a prefix of %q", f.Pkg, f.Func)
+			if f.Pkg != "runtime" && !strings.HasPrefix(f.Function, f.Pkg) {
+				t.Fatalf("Pkg %q not a prefix of %q", f.Pkg, f.Function)
 			}
 			if f.Inlined && len(f.Args) > 0 {
 				t.Fatalf("inlined frame with args %+v", f)

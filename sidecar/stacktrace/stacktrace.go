@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // DefaultMaxBytes bounds how much of one input is read. The panic value and
@@ -111,30 +113,9 @@ type Goroutine struct {
 	Ancestors []Goroutine
 }
 
-// Frame is one stack frame.
-type Frame struct {
-	// Func is the function as printed, e.g.
-	// "trevi/arcade-wilddig-gameserver/task.clientWrite" or
-	// "main.(*T).Method". runtime.gopanic is printed as "panic".
-	Func string
-	// Pkg is the import path part of Func ("runtime" for "panic").
-	Pkg  string
-	File string
-	Line int
-	// Args are the top-level arguments as printed, e.g. "{0x0, 0x0}", "0x56", "0xc000010000?".
-	Args []string
-	// Inlined is set for frames printed with "(...)".
-	Inlined bool
-	// Offset is the pc offset, e.g. "+0x3f"; empty for inlined frames.
-	Offset string
-}
-
-// ShortFunc returns Func without its import path directory:
-// "task.clientWrite", "task.ClientGetWilddigReckonBetRes.func1", "main.(*T).M".
-func (f Frame) ShortFunc() string {
-	// Generic instantiations print as "[...]", so a '/' can only belong to the path.
-	return f.Func[strings.LastIndexByte(f.Func, '/')+1:]
-}
+// Frame is one stack frame; Function, File, Line, Args, Inlined and Offset
+// are as printed.
+type Frame = traceback.Frame
 
 // Parse reads at most maxBytes of r (DefaultMaxBytes when maxBytes <= 0) and
 // parses them. Longer input is cut at its last complete line within the limit
@@ -293,7 +274,7 @@ func looksCut(g Goroutine) bool {
 		return true
 	}
 	last := g.Frames[len(g.Frames)-1]
-	return last.File == "" || last.Func != "main.main" && !strings.HasPrefix(last.Func, "runtime.")
+	return last.File == "" || last.Function != "main.main" && !strings.HasPrefix(last.Function, "runtime.")
 }
 
 func (p *parser) message() string {
@@ -472,7 +453,7 @@ func (p *parser) frameLine(line string) {
 			fn = fn[:i]
 		}
 		if fn != "" && strings.IndexByte(fn, ' ') < 0 {
-			p.pending, p.hasPending, p.created = Frame{Func: fn, Pkg: pkgOf(fn)}, true, true
+			p.pending, p.hasPending, p.created = Frame{Function: fn, Pkg: traceback.PackageOf(fn)}, true, true
 		}
 	case strings.HasPrefix(line, "...") && strings.HasSuffix(line, " frames elided..."):
 		g.FramesElided = true
@@ -565,7 +546,7 @@ func parseFuncLine(line string) (Frame, bool) {
 		return Frame{}, false
 	}
 	fn, args := line[:i], line[i+1:len(line)-1]
-	f := Frame{Func: fn, Pkg: pkgOf(fn)}
+	f := Frame{Function: fn, Pkg: traceback.PackageOf(fn)}
 	if args == "..." {
 		f.Inlined = true
 	} else if args != "" {
@@ -623,21 +604,6 @@ func parseFileLine(s string) (file string, line int, offset string) {
 		return s, 0, offset
 	}
 	return s[:i], atoi(s[i+1:]), offset
-}
-
-// pkgOf returns the import path of a printed function name. The linker
-// escapes dots in the last path element ("yaml%2ev2"), so the first dot after
-// the last slash ends the path.
-func pkgOf(fn string) string {
-	if fn == "panic" {
-		return "runtime" // runtime.gopanic is printed as "panic"
-	}
-	slash := strings.LastIndexByte(fn, '/')
-	dot := strings.IndexByte(fn[slash+1:], '.')
-	if dot < 0 {
-		return ""
-	}
-	return fn[:slash+1+dot]
 }
 
 // atoi parses a decimal prefix, saturating instead of overflowing; bad input gives 0.

@@ -221,11 +221,11 @@ func TestParseRealShapes(t *testing.T) {
 			w.real = raceEnabled
 			check(t, p, w, b)
 			for _, f := range p.Goroutines[0].Frames {
-				if f.Func != "panic" && !strings.HasPrefix(f.File, "/") && !strings.HasPrefix(f.File, "_testmain") {
-					t.Errorf("frame %s: file %q is not a path", f.Func, f.File)
+				if f.Function != "panic" && !strings.HasPrefix(f.File, "/") && !strings.HasPrefix(f.File, "_testmain") {
+					t.Errorf("frame %s: file %q is not a path", f.Function, f.File)
 				}
 				if f.Line <= 0 {
-					t.Errorf("frame %s: line %d", f.Func, f.Line)
+					t.Errorf("frame %s: line %d", f.Function, f.Line)
 				}
 			}
 			crossCheck(t, p, b)
@@ -311,8 +311,8 @@ func check(t *testing.T, p *Panic, w want, raw []byte) {
 		if f.ShortFunc() != fn {
 			t.Errorf("frame %d: ShortFunc = %q, want %q", i, f.ShortFunc(), fn)
 		}
-		if !strings.HasSuffix(f.Func, f.ShortFunc()) || !strings.HasPrefix(f.Func, f.Pkg) && f.Func != "panic" {
-			t.Errorf("frame %d: Func %q Pkg %q", i, f.Func, f.Pkg)
+		if !strings.HasSuffix(f.Function, f.ShortFunc()) || !strings.HasPrefix(f.Function, f.Pkg) && f.Function != "panic" {
+			t.Errorf("frame %d: Func %q Pkg %q", i, f.Function, f.Pkg)
 		}
 		if i < len(w.lines) && f.Line != w.lines[i] {
 			t.Errorf("frame %d: Line = %d, want %d", i, f.Line, w.lines[i])
@@ -401,9 +401,9 @@ func crossCheck(t *testing.T, p *Panic, raw []byte) {
 		}
 		for i, c := range calls {
 			f := g.Frames[i]
-			if c.Func.Complete != f.Func || c.Line != f.Line || c.RemoteSrcPath != f.File {
+			if c.Func.Complete != f.Function || c.Line != f.Line || c.RemoteSrcPath != f.File {
 				t.Errorf("goroutine %d frame %d: %s %s:%d, panicparse %s %s:%d",
-					g.ID, i, f.Func, f.File, f.Line, c.Func.Complete, c.RemoteSrcPath, c.Line)
+					g.ID, i, f.Function, f.File, f.Line, c.Func.Complete, c.RemoteSrcPath, c.Line)
 			}
 		}
 	}
@@ -560,7 +560,7 @@ func TestParseBytesCopies(t *testing.T) {
 		b[i] = 'X'
 	}
 	if p.Message != "runtime error: invalid memory address or nil pointer dereference" ||
-		p.Goroutines[0].Frames[0].Func != "trevi/arcade-wilddig-gameserver/task.clientWrite" {
+		p.Goroutines[0].Frames[0].Function != "trevi/arcade-wilddig-gameserver/task.clientWrite" {
 		t.Errorf("result changed with the input buffer: %q", p.Message)
 	}
 }
@@ -578,8 +578,8 @@ func TestShortFuncAndPkg(t *testing.T) {
 	}
 	for _, tc := range tests {
 		f, ok := parseFuncLine(tc.fn + "(0x1)")
-		if !ok || f.Pkg != tc.pkg || f.ShortFunc() != tc.short || f.Func != tc.fn {
-			t.Errorf("%s: ok %v, Func %q, Pkg %q, ShortFunc %q", tc.fn, ok, f.Func, f.Pkg, f.ShortFunc())
+		if !ok || f.Pkg != tc.pkg || f.ShortFunc() != tc.short || f.Function != tc.fn {
+			t.Errorf("%s: ok %v, Func %q, Pkg %q, ShortFunc %q", tc.fn, ok, f.Function, f.Pkg, f.ShortFunc())
 		}
 	}
 }
