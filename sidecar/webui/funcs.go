@@ -57,7 +57,7 @@ func createdBy(g crash.Group) string {
 	if err != nil || len(p.Goroutines) == 0 || p.Goroutines[0].CreatedBy == nil {
 		return "—"
 	}
-	return shortFunc(p.Goroutines[0].CreatedBy.Func)
+	return shortFunc(p.Goroutines[0].CreatedBy.Function)
 }
 
 // shortFunc drops the import path from a function name:

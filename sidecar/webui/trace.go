@@ -58,7 +58,7 @@ func layoutTrace(g crash.Group) traceView {
 	app := appPrefix(g.CrashSite.Function, gr.Frames)
 	site := -1
 	for i, f := range gr.Frames {
-		if f.Func == g.CrashSite.Function {
+		if f.Function == g.CrashSite.Function {
 			site = i
 			break
 		}
@@ -88,7 +88,7 @@ func layoutTrace(g crash.Group) traceView {
 }
 
 func view(f stacktrace.Frame, role string) frameView {
-	v := frameView{Role: role, Function: f.Func, Location: f.File + ":" + itoa(f.Line)}
+	v := frameView{Role: role, Function: f.Function, Location: f.File + ":" + itoa(f.Line)}
 	for _, a := range f.Args {
 		v.Args = append(v.Args, argView{Text: a, Nil: isNilArg(a)})
 	}
@@ -112,7 +112,7 @@ func classify(f stacktrace.Frame, app string) string {
 func appPrefix(site string, frames []stacktrace.Frame) string {
 	pkg := ""
 	for _, f := range frames {
-		if f.Func == site {
+		if f.Function == site {
 			pkg = f.Pkg
 			break
 		}
