@@ -230,13 +230,16 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wrong = true
-		w.WriteHeader(http.StatusUnauthorized)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	render(w, page{Service: a.service, Title: "Sign in", Data: struct {
+	code := http.StatusOK
+	if wrong {
+		code = http.StatusUnauthorized
+	}
+	render(w, code, page{Service: a.service, Title: "Sign in", Data: struct {
 		Next  string
 		Wrong bool
 	}{next, wrong}}, "login", slog.New(slog.DiscardHandler))

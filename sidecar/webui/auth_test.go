@@ -193,3 +193,31 @@ func TestNoTokenLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// Bad input gets a page that says why, with the status to match.
+func TestErrorPages(t *testing.T) {
+	s := startStack(t, "127.0.0.1:0", "")
+	for _, tc := range []struct {
+		path string
+		code int
+		says string
+	}{
+		{"/ui/crashes/0123456789abcdef", http.StatusNotFound, "no crash group"},
+		{"/ui/dumps/..%2f..%2fetc/pprof/flamegraph", http.StatusBadRequest, "invalid"},
+		{"/ui/dumps/20261126T040925.123456789Z-3fa9c2/pprof/flamegraph", http.StatusNotFound, "no such dump"},
+		{"/ui/dumps/20261126T040925.123456789Z-3fa9c2", http.StatusNotFound, "no such dump"},
+		{"/ui/dumps/diff", http.StatusBadRequest, "pick two dumps"},
+		{"/ui/nowhere", http.StatusNotFound, "no page"},
+	} {
+		resp, err := http.Get(s.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(body, tc.says) ||
+			resp.Header.Get("Content-Security-Policy") == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Errorf("GET %s: %d %q (headers %v); want %d saying %q", tc.path, resp.StatusCode, body, resp.Header, tc.code, tc.says)
+		}
+	}
+}

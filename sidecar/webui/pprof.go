@@ -108,14 +108,9 @@ func (u *UI) pprofView(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar keeps no dumps (no -target)"))
 		return
 	}
-	id := r.PathValue("id")
-	if _, _, err := u.cfg.Dumps.Read(id); err != nil { // a bad or evicted id: our 404, not pprof's
-		u.fail(w, r, http.StatusNotFound, err)
-		return
-	}
-	handlers, err := u.pprof.handlers(id)
+	handlers, err := u.pprof.handlers(r.PathValue("id"))
 	if err != nil {
-		u.fail(w, r, http.StatusInternalServerError, err)
+		u.fail(w, r, dumpStatus(err), err)
 		return
 	}
 	h, ok := handlers["/"+r.PathValue("view")]

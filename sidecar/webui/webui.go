@@ -160,25 +160,30 @@ type page struct {
 }
 
 func (u *UI) render(w http.ResponseWriter, r *http.Request, name, title, nav string, data any) {
-	render(w, page{Service: u.cfg.Service, Title: title, Nav: nav, CSRF: u.cfg.Auth.csrfToken(r),
+	u.renderStatus(w, r, http.StatusOK, name, title, nav, data)
+}
+
+func (u *UI) renderStatus(w http.ResponseWriter, r *http.Request, code int, name, title, nav string, data any) {
+	render(w, code, page{Service: u.cfg.Service, Title: title, Nav: nav, CSRF: u.cfg.Auth.csrfToken(r),
 		Profile: u.cfg.Dumps != nil, Data: data}, name, u.log)
 }
 
-func render(w http.ResponseWriter, p page, name string, log *slog.Logger) {
+// render writes page p with template name and the headers every page has.
+func render(w http.ResponseWriter, code int, p page, name string, log *slog.Logger) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store") // pages can carry player data
+	w.WriteHeader(code)
 	if err := pages[name].ExecuteTemplate(w, "layout", p); err != nil {
 		log.Debug("page not sent", "page", name, "err", err)
 	}
 }
 
 func (u *UI) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
-	w.WriteHeader(code)
-	u.render(w, r, "error", http.StatusText(code), "", struct {
+	u.renderStatus(w, r, code, "error", http.StatusText(code), "", struct {
 		Code int
 		Err  string
 	}{code, err.Error()})
@@ -290,14 +295,7 @@ func (u *UI) readDump(w http.ResponseWriter, r *http.Request, id string) (dumps.
 	}
 	data, m, err := u.cfg.Dumps.Read(id)
 	if err != nil {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, dumps.ErrInvalidID):
-			code = http.StatusBadRequest
-		case errors.Is(err, dumps.ErrNotFound):
-			code = http.StatusNotFound
-		}
-		u.fail(w, r, code, err)
+		u.fail(w, r, dumpStatus(err), err)
 		return m, nil, false
 	}
 	s, err := goroutines.ParseAny(data)
@@ -352,6 +350,17 @@ func (u *UI) diff(w http.ResponseWriter, r *http.Request) {
 		Changes      []goroutines.Change
 		LargestDelta int
 	}{bm, m, base.Total, cur.Total, changes, largest})
+}
+
+// dumpStatus maps an error reading a dump to an HTTP status.
+func dumpStatus(err error) int {
+	switch {
+	case errors.Is(err, dumps.ErrInvalidID):
+		return http.StatusBadRequest
+	case errors.Is(err, dumps.ErrNotFound):
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
 }
 
 func abs(n int) int {
