@@ -42,7 +42,6 @@ const DefaultListen = "127.0.0.1:9091"
 // subcommands run instead of the sidecar when named as the first argument.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"analyze": analyze.Run,
-	"dumps":   dumpcli.Run,
 }
 
 func main() {
@@ -57,6 +56,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "dumps" {
+		return dumpcli.Run(ctx, args[1:], os.Stdin, stdout, stderr)
+	}
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {
 			return cmd(args[1:], stdout, stderr)

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +89,92 @@ func TestTokenRequiredBeyondLocalhost(t *testing.T) {
 		"-listen", "0.0.0.0:0"}, io.Discard, io.Discard)
 	if !errors.Is(err, bearer.ErrTokenRequired) {
 		t.Fatalf("err = %v, want %v", err, bearer.ErrTokenRequired)
+	}
+}
+
+// gzipBomb returns about n/1000 bytes that gunzip to n zero bytes: one
+// member holding 1 MiB of zeros, repeated (gzip readers read every member).
+func gzipBomb(t *testing.T, n int64) []byte {
+	var member bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
+	zw.Write(make([]byte, 1<<20))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Repeat(member.Bytes(), int(n>>20))
+}
+
+// TestGzipBombStaysInBudget runs the sidecar binary under the chart's
+// memory limit (GOMEMLIMIT=256MiB) against a target whose every profile is
+// a gzip bomb: about 1 MB that inflates to 1 GiB of zeros. Scheduled
+// scrapes and developers' captures run at once. Every scrape must fail as
+// too large and the peak RSS (VmHWM) stay far inside the budget. Measured
+// on 2026-11-30: 23 MB; 341 MB before the profiler inflated without
+// buffering and took the target one fetch at a time (issue 10 saw 279–308).
+func TestGzipBombStaysInBudget(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads the peak RSS from /proc")
+	}
+	if testing.Short() {
+		t.Skip("inflates gigabytes")
+	}
+	bomb := gzipBomb(t, 1<<30)
+	var debug2 atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("debug") != "" {
+			debug2.Add(1)
+		}
+		w.Write(bomb)
+	}))
+	defer target.Close()
+	t.Setenv("GOMEMLIMIT", "256MiB") // the child's environment
+	p := startProc(t, "-service", "wilddiggr", "-log-dir", t.TempDir(), "-data-dir", t.TempDir(),
+		"-listen", "127.0.0.1:0", "-target", target.URL, "-scrape-interval", "50ms")
+
+	// Developers capture meanwhile, four at a time.
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.addr+"/api/v1/dumps", nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	const scrapes = 40
+	deadline := time.Now().Add(2 * time.Minute)
+	for p.scrape(t, metrics.ScrapeErrors) < scrapes {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d failed scrapes in 2 minutes; logs:\n%s", scrapes, p.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	http.DefaultClient.CloseIdleConnections()
+
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peakKB int64
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			peakKB, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	t.Logf("peak RSS %.1f MB after %v failed scrapes of a %d-byte gzip bomb", float64(peakKB)/1000, p.scrape(t, metrics.ScrapeErrors), len(bomb))
+	if peakKB == 0 || peakKB > 64<<10 {
+		t.Errorf("peak RSS %d kB, want ≤ 64 MiB (the chart allows 256Mi)", peakKB)
+	}
+	if tooLarge := strings.Count(p.logText(), "inflates beyond"); tooLarge == 0 {
+		t.Errorf("no scrape was refused as inflating too far; logs:\n%s", p.logText())
+	}
+	if n := debug2.Load(); n != 0 {
+		t.Errorf("the sidecar fetched debug=2 %d times unasked", n)
 	}
 }

@@ -295,11 +295,10 @@ func (c *Client) send(ctx context.Context, t protocol.Type, msg any) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if d, ok := ctx.Deadline(); ok {
-		c.conn.SetWriteDeadline(d)
-	}
-	// Cancellation interrupts a write blocked on a server that stopped
-	// reading.
+	// Cancellation and the context's deadline interrupt a write blocked on
+	// a server that stopped reading. No socket deadline is set from the
+	// context: it could fire before ctx.Err() is set and surface as a bare
+	// i/o timeout instead of the context's error.
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		c.conn.SetWriteDeadline(time.Unix(1, 0))

@@ -1,16 +1,22 @@
-// Package dumpcli is the `sidecar dumps` command: it lists, pulls and diffs
-// the goroutine dumps a sidecar keeps, for a developer reaching the sidecar
-// through `kubectl port-forward`.
+// Package dumpcli is the `dumps` subcommand (`sidecar dumps`, `stackwatch
+// dumps`): it lists, pulls and diffs the goroutine dumps a sidecar keeps,
+// for a developer reaching the sidecar through `kubectl port-forward`.
 //
-//	sidecar dumps list    -sidecar URL [-json]
-//	sidecar dumps pull    -sidecar URL [-o FILE] ID|latest
-//	sidecar dumps diff    -sidecar URL [-json] BASE ID
-//	sidecar dumps leaks   -sidecar URL [-json]
-//	sidecar dumps capture -sidecar URL [-reason TEXT]
+//	sidecar dumps list    [-sidecar URL] [-json]
+//	sidecar dumps pull    [-sidecar URL] [-o FILE] [ID|latest]
+//	sidecar dumps diff    [-sidecar URL] [-json] BASE ID
+//	sidecar dumps leaks   [-sidecar URL] [-json]
+//	sidecar dumps capture [-sidecar URL] [-reason TEXT]
 //
 // -sidecar defaults to $STACKWATCH_SIDECAR, else DefaultSidecar (the
-// sidecar's default listen address, for kubectl port-forward 9091). The bearer token is read from
-// -token-file, else $STACKWATCH_TOKEN_FILE, else taken from $STACKWATCH_TOKEN.
+// sidecar's default listen address, for kubectl port-forward 9091). The
+// bearer token is read from -token-file, else $STACKWATCH_TOKEN_FILE, else
+// taken from $STACKWATCH_TOKEN.
+//
+// Everything the sidecar sends is untrusted: answers are size-capped, ids
+// are checked before they name a file or a path, and control characters
+// (terminal escapes) are stripped from every string printed, errors
+// included.
 package dumpcli
 
 import (
@@ -28,7 +34,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/stackwatch/stackwatch/internal/cli"
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 	"github.com/stackwatch/stackwatch/sidecar/bearer"
 	"github.com/stackwatch/stackwatch/sidecar/dumps"
 	"github.com/stackwatch/stackwatch/sidecar/goroutines"
@@ -40,15 +50,17 @@ const DefaultSidecar = "http://127.0.0.1:9091"
 
 const (
 	maxJSON    = 64 << 20
-	maxProfile = 512 << 20
+	maxProfile = goroutines.MaxProfileSize
 )
 
-const usage = `usage: sidecar dumps <command> [flags] [args]
+// usage is printed after the program's name, so it reads right under any
+// binary that mounts the command.
+const usage = ` dumps <command> [flags] [args]
 
 commands:
   list     list the dumps the sidecar keeps, newest first
-  pull     download a dump's raw pprof profile (ID or "latest"); open it with go tool pprof
-  diff     show the stack groups that grew or shrank from BASE to ID
+  pull     download a dump's raw pprof profile (ID, or the latest by default)
+  diff     show the code locations whose goroutine count changed from BASE to ID
   leaks    show the current goroutine leak suspects
   capture  ask the sidecar to capture a dump now
 
@@ -56,41 +68,80 @@ flags (every command):
   -sidecar URL      the sidecar's API (default $STACKWATCH_SIDECAR, else http://127.0.0.1:9091)
   -token-file FILE  bearer token file (default $STACKWATCH_TOKEN_FILE, or the token in $STACKWATCH_TOKEN)
   -timeout D        per request (default 60s)
+  -json             list, diff, leaks: print the sidecar's JSON
+  -o FILE           pull: output file (default <service>-<id>.pb.gz; - for stdout)
+  -reason TEXT      capture: why, kept with the dump
 `
 
-// Run runs `sidecar dumps` with args (the words after "dumps").
-func Run(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return errors.New("dumps: missing command")
-		}
-		return nil
+// Run runs the dumps command with args (the words after "dumps"). It is a
+// cli.Command: ctx ends every request (Ctrl-C), usage errors are
+// cli.Usagef (exit 2) and anything else a runtime failure (exit 1).
+func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	err := run(ctx, args, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return sanitized{err}
+}
+
+// program is the binary's name, as the flag package names it.
+func program() string { return filepath.Base(os.Args[0]) }
+
+func printUsage(w io.Writer) { fmt.Fprint(w, "usage: "+program()+usage) }
+
+// sanitized prints its error without control characters: messages can
+// carry what the sidecar answered.
+type sanitized struct{ err error }
+
+func (e sanitized) Error() string { return clean(e.err.Error()) }
+func (e sanitized) Unwrap() error { return e.err }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return cli.Usagef("dumps: missing command")
+	}
+	if h := args[0]; h == "-h" || h == "-help" || h == "--help" || h == "help" {
+		printUsage(stdout)
+		return flag.ErrHelp
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("sidecar dumps "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	c := client{}
+	commands := map[string]func(*client, context.Context, []string, *options) error{
+		"list": (*client).list, "pull": (*client).pull, "diff": (*client).diff,
+		"leaks": (*client).leaks, "capture": (*client).capture,
+	}
+	do, ok := commands[cmd]
+	if !ok {
+		printUsage(stderr)
+		return cli.Usagef("dumps: unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet(program()+" dumps "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error is returned, and printed once
+	c := &client{}
 	def := os.Getenv("STACKWATCH_SIDECAR")
 	if def == "" {
 		def = DefaultSidecar
 	}
-	fs.StringVar(&c.base, "sidecar", def, "sidecar API base URL")
-	tokenFile := fs.String("token-file", os.Getenv("STACKWATCH_TOKEN_FILE"), "bearer token file")
-	timeout := fs.Duration("timeout", 60*time.Second, "per request")
-	asJSON := fs.Bool("json", false, "print JSON")
-	out := fs.String("o", "", "pull: output file (default <service>-<id>.pb.gz; - for stdout)")
-	reason := fs.String("reason", "", "capture: why")
+	fs.StringVar(&c.base, "sidecar", def, "")
+	tokenFile := fs.String("token-file", os.Getenv("STACKWATCH_TOKEN_FILE"), "")
+	timeout := fs.Duration("timeout", 60*time.Second, "")
+	o := &options{stdout: stdout, stderr: stderr}
+	fs.BoolVar(&o.json, "json", false, "")
+	fs.StringVar(&o.out, "o", "", "")
+	fs.StringVar(&o.reason, "reason", "", "")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return err
+		}
+		return cli.Usagef("dumps %s: %v (see %s dumps -h)", cmd, err, program())
 	}
 	if c.base == "" {
-		return errors.New("dumps: -sidecar URL is empty")
+		return cli.Usagef("dumps: -sidecar URL is empty")
 	}
 	u, err := url.Parse(c.base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("dumps: -sidecar %q is not an http(s) URL", c.base)
+		return cli.Usagef("dumps: -sidecar %q is not an http(s) URL", c.base)
 	}
 	c.base = strings.TrimSuffix(c.base, "/")
 	c.token = os.Getenv("STACKWATCH_TOKEN")
@@ -100,22 +151,15 @@ func Run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	c.http = &http.Client{Timeout: *timeout}
-	ctx := context.Background()
+	return do(c, ctx, fs.Args(), o)
+}
 
-	switch cmd {
-	case "list":
-		return c.list(ctx, fs.Args(), stdout, *asJSON)
-	case "pull":
-		return c.pull(ctx, fs.Args(), stdout, stderr, *out)
-	case "diff":
-		return c.diff(ctx, fs.Args(), stdout, *asJSON)
-	case "leaks":
-		return c.leaks(ctx, fs.Args(), stdout, *asJSON)
-	case "capture":
-		return c.capture(ctx, fs.Args(), stdout, *reason)
-	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("dumps: unknown command %q", cmd)
+// options are the per-command flags and outputs.
+type options struct {
+	json        bool
+	out, reason string
+	stdout      io.Writer
+	stderr      io.Writer
 }
 
 type client struct {
@@ -128,7 +172,7 @@ type client struct {
 func (c *client) do(ctx context.Context, method, path string, body io.Reader, max int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dumps: %w", err)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -150,7 +194,7 @@ func (c *client) do(ctx context.Context, method, path string, body io.Reader, ma
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Error string }
-		msg := strings.TrimSpace(string(data))
+		msg := strings.TrimSpace(string(data[:min(len(data), 1024)]))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
@@ -162,6 +206,8 @@ func (c *client) do(ctx context.Context, method, path string, body io.Reader, ma
 	return data, nil
 }
 
+// getJSON decodes the answer into v and returns it re-encoded for -json:
+// the sidecar's bytes never reach the terminal as they came.
 func (c *client) getJSON(ctx context.Context, path string, v any) ([]byte, error) {
 	data, err := c.do(ctx, http.MethodGet, path, nil, maxJSON)
 	if err != nil {
@@ -170,18 +216,51 @@ func (c *client) getJSON(ctx context.Context, path string, v any) ([]byte, error
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("dumps: GET %s: %w", path, err)
 	}
-	return data, nil
+	return asJSON(v)
 }
 
-func wantArgs(args []string, n int, names string) error {
-	if len(args) != n {
-		return fmt.Errorf("dumps: want %s, got %d argument(s)", names, len(args))
+// asJSON encodes v indented, with every control character escaped: Go
+// escapes C0 itself, but passes C1 (U+0080–U+009F, 8-bit terminal
+// escapes) and DEL through.
+func asJSON(v any) ([]byte, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	for len(data) > 0 {
+		r, n := utf8.DecodeRune(data)
+		if unicode.IsControl(r) && r != '\n' {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.Write(data[:n])
+		}
+		data = data[n:]
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// clean strips control characters, terminal escapes among them, and
+// invalid UTF-8 from a string the sidecar sent, before it is printed.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func wantArgs(args []string, min, max int, names string) error {
+	if len(args) < min || len(args) > max {
+		return cli.Usagef("dumps: want %s, got %d argument(s)", names, len(args))
 	}
 	return nil
 }
 
-func (c *client) list(ctx context.Context, args []string, w io.Writer, asJSON bool) error {
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
+func (c *client) list(ctx context.Context, args []string, o *options) error {
+	if err := wantArgs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
 	var l profiler.DumpList
@@ -189,14 +268,14 @@ func (c *client) list(ctx context.Context, args []string, w io.Writer, asJSON bo
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		_, err := w.Write(raw)
+	if o.json {
+		_, err := o.stdout.Write(raw)
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(o.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tGOROUTINES\tGROUPS\tBYTES\tTRIGGER\tREASON")
 	for _, m := range l.Dumps {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", m.ID, m.Time.Format(time.RFC3339), m.Goroutines, m.Groups, m.Bytes, m.Trigger, m.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", clean(m.ID), m.Time.Format(time.RFC3339), m.Goroutines, m.Groups, m.Bytes, clean(m.Trigger), clean(m.Reason))
 	}
 	return tw.Flush()
 }
@@ -204,22 +283,22 @@ func (c *client) list(ctx context.Context, args []string, w io.Writer, asJSON bo
 // resolve turns "latest" into the newest dump's id; other ids are checked
 // locally before they go anywhere.
 func (c *client) resolve(ctx context.Context, id string) (dumps.Meta, error) {
+	if id != "latest" && !dumps.ValidID(id) {
+		return dumps.Meta{}, cli.Usagef("dumps: %q is not a dump id (see `%s dumps list`)", id, program())
+	}
 	var l profiler.DumpList
 	if _, err := c.getJSON(ctx, "/api/v1/dumps", &l); err != nil {
 		return dumps.Meta{}, err
 	}
 	if id == "latest" {
 		if len(l.Dumps) == 0 {
-			return dumps.Meta{}, errors.New("dumps: the sidecar keeps no dumps yet")
+			return dumps.Meta{}, fmt.Errorf("dumps: the sidecar keeps no dumps yet (capture one with `%s dumps capture`)", program())
 		}
 		// The sidecar's answer names a file and a URL path: check it too.
 		if !dumps.ValidID(l.Dumps[0].ID) {
 			return dumps.Meta{}, fmt.Errorf("dumps: the sidecar listed an invalid dump id %q", l.Dumps[0].ID)
 		}
 		return l.Dumps[0], nil
-	}
-	if !dumps.ValidID(id) {
-		return dumps.Meta{}, fmt.Errorf("dumps: %q is not a dump id (see `sidecar dumps list`)", id)
 	}
 	for _, m := range l.Dumps {
 		if m.ID == id {
@@ -229,11 +308,15 @@ func (c *client) resolve(ctx context.Context, id string) (dumps.Meta, error) {
 	return dumps.Meta{}, fmt.Errorf("dumps: no dump %s on the sidecar (evicted from the ring?)", id)
 }
 
-func (c *client) pull(ctx context.Context, args []string, stdout, stderr io.Writer, out string) error {
-	if err := wantArgs(args, 1, "one dump id (or latest)"); err != nil {
+func (c *client) pull(ctx context.Context, args []string, o *options) error {
+	if err := wantArgs(args, 0, 1, "at most one dump id (default latest)"); err != nil {
 		return err
 	}
-	m, err := c.resolve(ctx, args[0])
+	id := "latest"
+	if len(args) == 1 {
+		id = args[0]
+	}
+	m, err := c.resolve(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -244,28 +327,26 @@ func (c *client) pull(ctx context.Context, args []string, stdout, stderr io.Writ
 	if _, err := goroutines.ParseProfile(data); err != nil {
 		return fmt.Errorf("dumps: pulled %s is not a goroutine profile: %w", m.ID, err)
 	}
-	if out == "-" {
-		_, err := stdout.Write(data)
+	if o.out == "-" {
+		_, err := o.stdout.Write(data)
 		return err
 	}
+	out := o.out
 	if out == "" {
 		out = fmt.Sprintf("%s-%s.pb.gz", safeName(m.Service), m.ID)
 	}
-	tmp := out + ".part"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := fsutil.WriteFile(out, data, 0o600); err != nil {
 		return fmt.Errorf("dumps: %w", err)
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("dumps: %w", err)
-	}
-	fmt.Fprintf(stderr, "wrote %s (%d bytes, %d goroutines, %s); open with: go tool pprof -top %s\n",
-		out, len(data), m.Goroutines, m.Trigger, filepath.Clean(out))
+	// -top would lead with runtime.gopark at 99.9%: every parked goroutine
+	// ends there. The stacks themselves are what a developer wants.
+	fmt.Fprintf(o.stderr, "wrote %s (%d bytes, %d goroutines, trigger %s)\nopen with: go tool pprof -traces %[1]s\n       or: go tool pprof -http=: %[1]s\n",
+		filepath.Clean(out), len(data), m.Goroutines, clean(m.Trigger))
 	return nil
 }
 
-func (c *client) diff(ctx context.Context, args []string, w io.Writer, asJSON bool) error {
-	if err := wantArgs(args, 2, "BASE and ID"); err != nil {
+func (c *client) diff(ctx context.Context, args []string, o *options) error {
+	if err := wantArgs(args, 2, 2, "BASE and ID"); err != nil {
 		return err
 	}
 	base, err := c.resolve(ctx, args[0])
@@ -281,16 +362,26 @@ func (c *client) diff(ctx context.Context, args []string, w io.Writer, asJSON bo
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		_, err := w.Write(raw)
+	if o.json {
+		_, err := o.stdout.Write(raw)
 		return err
 	}
-	fmt.Fprintf(w, "%s (%d goroutines) → %s (%d goroutines)\n", base.ID, base.Goroutines, cur.ID, cur.Goroutines)
-	return goroutines.WriteDiff(w, d.Changes)
+	for i := range d.Changes {
+		ch := &d.Changes[i]
+		ch.Location = cleanFrame(ch.Location)
+		ch.Wait = goroutines.Wait(clean(string(ch.Wait)))
+	}
+	fmt.Fprintf(o.stdout, "%s (%d goroutines) → %s (%d goroutines)\n", base.ID, base.Goroutines, cur.ID, cur.Goroutines)
+	return goroutines.WriteDiff(o.stdout, d.Changes)
 }
 
-func (c *client) leaks(ctx context.Context, args []string, w io.Writer, asJSON bool) error {
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
+func cleanFrame(f goroutines.Frame) goroutines.Frame {
+	f.Function, f.File = clean(f.Function), clean(f.File)
+	return f
+}
+
+func (c *client) leaks(ctx context.Context, args []string, o *options) error {
+	if err := wantArgs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
 	var st profiler.Status
@@ -298,13 +389,14 @@ func (c *client) leaks(ctx context.Context, args []string, w io.Writer, asJSON b
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	w := o.stdout
+	if o.json {
 		_, err := w.Write(raw)
 		return err
 	}
-	fmt.Fprintf(w, "%s: %d goroutines in %d stack groups; goroutineleak profile %s", st.Service, st.Goroutines, st.StackGroups, st.LeakProfile)
+	fmt.Fprintf(w, "%s: %d goroutines in %d stack groups; goroutineleak profile %s", clean(st.Service), st.Goroutines, st.StackGroups, clean(st.LeakProfile))
 	if st.LastError != "" {
-		fmt.Fprintf(w, "; last scrape failed: %s", st.LastError)
+		fmt.Fprintf(w, "; last scrape failed: %s", clean(st.LastError))
 	}
 	fmt.Fprintln(w)
 	if len(st.Suspects) == 0 {
@@ -314,25 +406,25 @@ func (c *client) leaks(ctx context.Context, args []string, w io.Writer, asJSON b
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "COUNT\tLEAKED\tDELTA\tSIGNALS\tWAIT\tLOCATION")
 	for _, s := range st.Suspects {
-		fmt.Fprintf(tw, "%d\t%d\t%+d\t%s\t%s\t%s\n", s.Count, s.Leaked, s.Delta, strings.Join(s.Signals, ","), s.Wait, s.Location)
+		fmt.Fprintf(tw, "%d\t%d\t%+d\t%s\t%s\t%s\n", s.Count, s.Leaked, s.Delta, clean(strings.Join(s.Signals, ",")), clean(string(s.Wait)), cleanFrame(s.Location))
 	}
 	return tw.Flush()
 }
 
-func (c *client) capture(ctx context.Context, args []string, w io.Writer, reason string) error {
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
+func (c *client) capture(ctx context.Context, args []string, o *options) error {
+	if err := wantArgs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]string{"reason": reason})
+	body, _ := json.Marshal(map[string]string{"reason": o.reason})
 	data, err := c.do(ctx, http.MethodPost, "/api/v1/dumps", bytes.NewReader(body), maxJSON)
 	if err != nil {
 		return err
 	}
 	var m dumps.Meta
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("dumps: %w", err)
+		return fmt.Errorf("dumps: capture answer: %w", err)
 	}
-	fmt.Fprintf(w, "captured %s (%d goroutines, %d bytes)\n", m.ID, m.Goroutines, m.Bytes)
+	fmt.Fprintf(o.stdout, "captured %s (%d goroutines, %d bytes)\n", clean(m.ID), m.Goroutines, m.Bytes)
 	return nil
 }
 

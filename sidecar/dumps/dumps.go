@@ -2,9 +2,9 @@
 //
 // Each dump is two files in the ring's directory: <id>.pb.gz, the raw pprof
 // profile exactly as the target served it (so `go tool pprof` opens it as
-// is), and <id>.json, its metadata. Both are written atomically (temp file,
-// fsync, rename, fsync of the directory) and the metadata goes last, so a
-// dump is visible only when whole; a profile without metadata is the
+// is), and <id>.json, its metadata. Both are written atomically
+// (fsutil.WriteFile) and the metadata goes last, so a dump is visible only
+// when whole; a profile without metadata, or a temporary file, is the
 // remains of an interrupted write and is deleted on Open.
 //
 // Ids are timestamps plus randomness ("20261126T040925.123456789Z-3fa9c2"),
@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // Errors.
@@ -40,7 +42,6 @@ var (
 const (
 	profileExt = ".pb.gz"
 	metaExt    = ".json"
-	tmpPrefix  = ".tmp-"
 	idLayout   = "20060102T150405.000000000Z"
 )
 
@@ -109,7 +110,7 @@ func Open(dir string, limits Limits) (*Store, error) {
 	for _, de := range names {
 		name := de.Name()
 		switch {
-		case strings.HasPrefix(name, tmpPrefix):
+		case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-"): // fsutil's temporary files
 			os.Remove(filepath.Join(dir, name))
 		case strings.HasSuffix(name, profileExt) && ValidID(strings.TrimSuffix(name, profileExt)):
 			if info, err := de.Info(); err == nil {
@@ -178,14 +179,13 @@ func (s *Store) Put(profile []byte, meta Meta) (Meta, error) {
 	defer s.mu.Unlock()
 	// Make room first: on a nearly full disk the space is needed now.
 	s.evict(1, size)
-	if err := writeAtomic(s.dir, meta.ID+profileExt, profile); err != nil {
-		return Meta{}, err
+	if err := fsutil.WriteFile(filepath.Join(s.dir, meta.ID+profileExt), profile, 0o600); err != nil {
+		return Meta{}, storageError(err)
 	}
-	if err := writeAtomic(s.dir, meta.ID+metaExt, mdata); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(s.dir, meta.ID+metaExt), mdata, 0o600); err != nil {
 		os.Remove(filepath.Join(s.dir, meta.ID+profileExt))
-		return Meta{}, err
+		return Meta{}, storageError(err)
 	}
-	syncDir(s.dir)
 	s.entries = append(s.entries, entry{meta: meta, size: size})
 	s.bytes += size
 	return meta, nil
@@ -249,7 +249,7 @@ func (s *Store) Open(id string) (*os.File, Meta, error) {
 	if err != nil {
 		return nil, Meta{}, err
 	}
-	f, err := os.Open(filepath.Join(s.dir, id+profileExt))
+	f, _, err := fsutil.OpenRegular(filepath.Join(s.dir, id+profileExt))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, Meta{}, ErrNotFound
 	}
@@ -276,43 +276,10 @@ func (s *Store) removeFiles(id string) {
 	os.Remove(filepath.Join(s.dir, id+profileExt))
 }
 
-// writeAtomic writes data to dir/name via a synced temp file and a rename.
-func writeAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return storageError("create", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return storageError("write "+name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return storageError("sync "+name, err)
-	}
-	if err := f.Close(); err != nil {
-		return storageError("close "+name, err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		return storageError("rename "+name, err)
-	}
-	return nil
-}
-
-func storageError(op string, err error) error {
+// storageError marks a full disk or quota as ErrNoSpace.
+func storageError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
-		return fmt.Errorf("%w: %s: %w", ErrNoSpace, op, err)
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
-	return fmt.Errorf("dumps: %s: %w", op, err)
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	return fmt.Errorf("dumps: %w", err)
 }

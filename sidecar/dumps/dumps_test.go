@@ -149,7 +149,8 @@ func TestOpenCleansUp(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, half+".pb.gz"), prof, 0o600)
 	os.WriteFile(filepath.Join(dir, broken+".pb.gz"), prof, 0o600)
 	os.WriteFile(filepath.Join(dir, broken+".json"), []byte("{not json"), 0o600)
-	os.WriteFile(filepath.Join(dir, ".tmp-123"), []byte("partial"), 0o600)
+	tmp := "." + half + ".json.tmp-123" // fsutil's temporary file
+	os.WriteFile(filepath.Join(dir, tmp), []byte("partial"), 0o600)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("left alone"), 0o600)
 
 	s2, err := dumps.Open(dir, dumps.Limits{})
@@ -159,7 +160,7 @@ func TestOpenCleansUp(t *testing.T) {
 	if l := s2.List(); len(l) != 1 || l[0].ID != good.ID {
 		t.Fatalf("List after cleanup %+v", l)
 	}
-	for _, name := range []string{half + ".pb.gz", broken + ".pb.gz", broken + ".json", ".tmp-123"} {
+	for _, name := range []string{half + ".pb.gz", broken + ".pb.gz", broken + ".json", tmp} {
 		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s not removed", name)
 		}
@@ -230,7 +231,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	files, _ := os.ReadDir(dir)
 	for _, f := range files {
-		if strings.HasPrefix(f.Name(), ".tmp-") {
+		if strings.Contains(f.Name(), ".tmp-") {
 			t.Errorf("partial file %s left behind", f.Name())
 		}
 	}

@@ -30,14 +30,26 @@ func WriteText(w io.Writer, s *Snapshot) error {
 	return bw.Flush()
 }
 
-// WriteDiff prints changes as "+delta (base → count) [wait] location".
+// WriteDiff prints one line per change, "+delta (base → count) [wait]
+// location", with the number of stacks merged into it when more than one.
 func WriteDiff(w io.Writer, changes []Change) error {
 	bw := bufio.NewWriter(w)
 	if len(changes) == 0 {
-		fmt.Fprintln(bw, "no stack group changed")
+		fmt.Fprintln(bw, "no location's goroutine count changed")
 	}
 	for _, c := range changes {
-		fmt.Fprintf(bw, "%+d\t(%d → %d)\t[%s]\t%s\n", c.Delta, c.Base, c.Count, c.Wait, c.Location)
+		wait, loc := string(c.Wait), c.Location.String()
+		if wait == "" {
+			wait = "-"
+		}
+		if loc == "" {
+			loc = "(no frames)"
+		}
+		fmt.Fprintf(bw, "%+d\t(%d → %d)\t[%s]\t%s", c.Delta, c.Base, c.Count, wait, loc)
+		if len(c.Groups) > 1 {
+			fmt.Fprintf(bw, "\t(%d stacks)", len(c.Groups))
+		}
+		fmt.Fprintln(bw)
 	}
 	return bw.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -74,26 +75,19 @@ func (p *pool) workers(n int) {
 	}
 }
 
-// snapshot waits until want goroutines are parked in each function (plain
-// string count over debug=2), then parses a real pprof goroutine profile.
+// snapshot waits until every goroutine of the test's bubble is parked
+// (synctest.Wait, the sync point), checks the counts want per function
+// (plain string count over debug=2), then parses a real pprof goroutine
+// profile.
 func snapshot(t *testing.T, want map[string]int) *goroutines.Snapshot {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var txt bytes.Buffer
-		pprof.Lookup("goroutine").WriteTo(&txt, 2)
-		ok := true
-		for fn, n := range want {
-			if strings.Count(txt.String(), "leak_test."+fn+"(") != n {
-				ok = false
-			}
+	synctest.Wait()
+	var txt bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&txt, 2)
+	for fn, n := range want {
+		if got := strings.Count(txt.String(), "leak_test."+fn+"("); got != n {
+			t.Fatalf("%d goroutines parked in %s, want %d", got, fn, n)
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines did not reach %v", want)
-		}
-		time.Sleep(time.Millisecond)
 	}
 	var buf bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 0); err != nil {
@@ -133,94 +127,102 @@ func find(ss []leak.Suspect, fn string) *leak.Suspect {
 }
 
 func TestBlockedRule(t *testing.T) {
-	p := newPool(t)
-	p.sends(120)   // over the threshold
-	p.receives(40) // under it
-	p.workers(150) // many, but in a timer select that is not a leak... still a channel select
-	d := leak.New(leak.Config{BlockedThreshold: 100})
-	got := d.Observe(snapshot(t, map[string]int{"stuckSend": 120, "stuckReceive": 40, "busyWorker": 150}), nil)
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t)
+		p.sends(120)   // over the threshold
+		p.receives(40) // under it
+		p.workers(150) // many, but in a timer select that is not a leak... still a channel select
+		d := leak.New(leak.Config{BlockedThreshold: 100})
+		got := d.Observe(snapshot(t, map[string]int{"stuckSend": 120, "stuckReceive": 40, "busyWorker": 150}), nil)
 
-	s := find(got, "stuckSend")
-	if s == nil {
-		t.Fatalf("no suspect at stuckSend: %+v", got)
-	}
-	if s.Count != 120 || !s.Has(metrics.SignalBlocked) || s.Has(metrics.SignalGrowth) || s.Wait != goroutines.WaitChanSend {
-		t.Errorf("stuckSend suspect %+v", s)
-	}
-	if want := lineOf(t, "leak:send"); s.Location.Line != want || !strings.HasSuffix(s.Location.File, "leak_test.go") {
-		t.Errorf("location %s, want leak_test.go:%d", s.Location.Site(), want)
-	}
-	if !strings.HasSuffix(s.Label(), "leak_test.go:"+strconv.Itoa(lineOf(t, "leak:send"))) {
-		t.Errorf("label %q", s.Label())
-	}
-	if find(got, "stuckReceive") != nil {
-		t.Error("40 blocked receivers (< threshold 100) flagged")
-	}
-	// LeakProf's rule flags any mass park on a channel: 150 workers in a
-	// select are flagged too. That is the rule's known false positive; the
-	// growth signal is what separates a steady pool from a leak.
-	if w := find(got, "busyWorker"); w == nil || w.Has(metrics.SignalGrowth) {
-		t.Errorf("busyWorker: %+v", w)
-	}
+		s := find(got, "stuckSend")
+		if s == nil {
+			t.Fatalf("no suspect at stuckSend: %+v", got)
+		}
+		if s.Count != 120 || !s.Has(metrics.SignalBlocked) || s.Has(metrics.SignalGrowth) || s.Wait != goroutines.WaitChanSend {
+			t.Errorf("stuckSend suspect %+v", s)
+		}
+		if want := lineOf(t, "leak:send"); s.Location.Line != want || !strings.HasSuffix(s.Location.File, "leak_test.go") {
+			t.Errorf("location %s, want leak_test.go:%d", s.Location.Site(), want)
+		}
+		if !strings.HasSuffix(s.Label(), "leak_test.go:"+itoa(lineOf(t, "leak:send"))) {
+			t.Errorf("label %q", s.Label())
+		}
+		if find(got, "stuckReceive") != nil {
+			t.Error("40 blocked receivers (< threshold 100) flagged")
+		}
+		// LeakProf's rule flags any mass park on a channel: 150 workers in a
+		// select are flagged too. That is the rule's known false positive; the
+		// growth signal is what separates a steady pool from a leak.
+		if w := find(got, "busyWorker"); w == nil || w.Has(metrics.SignalGrowth) {
+			t.Errorf("busyWorker: %+v", w)
+		}
+	})
 }
 
 func TestGrowthSignal(t *testing.T) {
-	p := newPool(t)
-	d := leak.New(leak.Config{BlockedThreshold: 1 << 30, GrowthWindow: 4, GrowthMin: 6})
-	p.workers(20) // steady pool
-	var got []leak.Suspect
-	for i := 1; i <= 4; i++ {
-		p.receives(3)
-		got = d.Observe(snapshot(t, map[string]int{"stuckReceive": 3 * i, "busyWorker": 20}), nil)
-		if i < 4 && len(got) != 0 {
-			t.Fatalf("scrape %d: suspects before the window filled: %+v", i, got)
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t)
+		d := leak.New(leak.Config{BlockedThreshold: 1 << 30, GrowthWindow: 4, GrowthMin: 6})
+		p.workers(20) // steady pool
+		var got []leak.Suspect
+		for i := 1; i <= 4; i++ {
+			p.receives(3)
+			got = d.Observe(snapshot(t, map[string]int{"stuckReceive": 3 * i, "busyWorker": 20}), nil)
+			if i < 4 && len(got) != 0 {
+				t.Fatalf("scrape %d: suspects before the window filled: %+v", i, got)
+			}
 		}
-	}
-	s := find(got, "stuckReceive")
-	if s == nil {
-		t.Fatalf("no growth suspect: %+v", got)
-	}
-	if !s.Has(metrics.SignalGrowth) || s.Has(metrics.SignalBlocked) || s.Count != 12 || s.Delta != 9 ||
-		len(s.Trend) != 4 || s.Trend[0] != 3 || s.Trend[3] != 12 {
-		t.Errorf("growth suspect %+v", s)
-	}
-	if find(got, "busyWorker") != nil {
-		t.Error("a steady pool was flagged as growing")
-	}
-	// A fall breaks the streak: nothing grows any more.
-	got = d.Observe(snapshot(t, map[string]int{"stuckReceive": 12, "busyWorker": 20}), nil)
-	if s := find(got, "stuckReceive"); s == nil { // 6,9,12,12 still rises by 6
-		t.Errorf("plateau after growth lost the suspect too early")
-	}
-	d2 := leak.New(leak.Config{BlockedThreshold: 1 << 30, GrowthWindow: 3, GrowthMin: 1})
-	base := snapshot(t, map[string]int{"stuckReceive": 12, "busyWorker": 20})
-	for range 5 {
-		if got := d2.Observe(base, nil); len(got) != 0 {
-			t.Fatalf("flat series flagged: %+v", got)
+		s := find(got, "stuckReceive")
+		if s == nil {
+			t.Fatalf("no growth suspect: %+v", got)
 		}
-	}
+		if !s.Has(metrics.SignalGrowth) || s.Has(metrics.SignalBlocked) || s.Count != 12 || s.Delta != 9 ||
+			len(s.Trend) != 4 || s.Trend[0] != 3 || s.Trend[3] != 12 {
+			t.Errorf("growth suspect %+v", s)
+		}
+		if find(got, "busyWorker") != nil {
+			t.Error("a steady pool was flagged as growing")
+		}
+		// A fall breaks the streak: nothing grows any more.
+		got = d.Observe(snapshot(t, map[string]int{"stuckReceive": 12, "busyWorker": 20}), nil)
+		if s := find(got, "stuckReceive"); s == nil { // 6,9,12,12 still rises by 6
+			t.Errorf("plateau after growth lost the suspect too early")
+		}
+		d2 := leak.New(leak.Config{BlockedThreshold: 1 << 30, GrowthWindow: 3, GrowthMin: 1})
+		base := snapshot(t, map[string]int{"stuckReceive": 12, "busyWorker": 20})
+		for range 5 {
+			if got := d2.Observe(base, nil); len(got) != 0 {
+				t.Fatalf("flat series flagged: %+v", got)
+			}
+		}
+	})
 }
 
 func TestRuntimeSignalAndBounds(t *testing.T) {
-	p := newPool(t)
-	p.sends(5)
-	s := snapshot(t, map[string]int{"stuckSend": 5})
-	// The goroutineleak profile has the same shape as the goroutine profile;
-	// here the parked senders play the proven-leaked set (a real
-	// goroutineleak profile is exercised by the profiler's tests).
-	var leakedSet goroutines.Snapshot
-	for _, g := range s.Groups {
-		if strings.HasSuffix(g.Location.Function, "stuckSend") {
-			leakedSet.Groups = append(leakedSet.Groups, g)
-			leakedSet.Total += g.Count
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t)
+		p.sends(5)
+		s := snapshot(t, map[string]int{"stuckSend": 5})
+		// The goroutineleak profile has the same shape as the goroutine profile;
+		// here the parked senders play the proven-leaked set (a real
+		// goroutineleak profile is exercised by the profiler's tests).
+		var leakedSet goroutines.Snapshot
+		for _, g := range s.Groups {
+			if strings.HasSuffix(g.Location.Function, "stuckSend") {
+				leakedSet.Groups = append(leakedSet.Groups, g)
+				leakedSet.Total += g.Count
+			}
 		}
-	}
-	d := leak.New(leak.Config{MaxTracked: 2})
-	got := d.Observe(s, &leakedSet)
-	if len(got) != 1 || !got[0].Has(metrics.SignalRuntime) || got[0].Leaked != 5 || got[0].Count != 5 {
-		t.Fatalf("runtime suspects %+v", got)
-	}
-	if len(d.Suspects()) != 1 {
-		t.Error("Suspects() does not return the last result")
-	}
+		d := leak.New(leak.Config{MaxTracked: 2})
+		got := d.Observe(s, &leakedSet)
+		if len(got) != 1 || !got[0].Has(metrics.SignalRuntime) || got[0].Leaked != 5 || got[0].Count != 5 {
+			t.Fatalf("runtime suspects %+v", got)
+		}
+		if len(d.Suspects()) != 1 {
+			t.Error("Suspects() does not return the last result")
+		}
+	})
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -176,11 +176,12 @@ func TestPatchedGameServerNoSuspects(t *testing.T) {
 		getJSON(t, sc.URL+"/api/v1/leaks", &st)
 		return st.LastScrape.After(time.Now().Add(-300*time.Millisecond)) && len(st.Suspects) == 0
 	})
-	for range 5 { // and it stays so
-		time.Sleep(200 * time.Millisecond)
-		getJSON(t, sc.URL+"/api/v1/leaks", &st)
-		if len(st.Suspects) != 0 {
-			t.Fatalf("patched server has suspects: %+v", st.Suspects)
+	// And it stays so for the next five scrapes, each checked.
+	n := len(sc.History())
+	waitFor(t, 10*time.Second, func() bool { return len(sc.History()) >= n+5 })
+	for _, s := range sc.History()[n:] {
+		if len(s.Suspects) != 0 {
+			t.Fatalf("patched server has suspects at %s: %v", s.Time, s.Suspects)
 		}
 	}
 	if n := srv.Task().LeakedGoroutines(); n != 0 {

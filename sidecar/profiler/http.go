@@ -1,6 +1,7 @@
 package profiler
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,13 +14,16 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/goroutines"
 )
 
-// Register mounts the API on mux, each route wrapped with Config.Auth:
+// Register mounts the API on mux, each route wrapped with Config.Auth. Each
+// route is a thin layer over a method a UI in the same process can call
+// (Store().List, CaptureNow, Store().Open, DumpGroups, DiffDumps, Status,
+// Stacks):
 //
 //	GET  /api/v1/dumps                      the dumps, newest first
 //	POST /api/v1/dumps                      capture one now ({"reason": "..."} optional)
 //	GET  /api/v1/dumps/{id}                 the raw pprof profile (go tool pprof opens it)
 //	GET  /api/v1/dumps/{id}/groups          its stack groups
-//	GET  /api/v1/dumps/{id}/diff?base={id}  groups that grew or shrank since base
+//	GET  /api/v1/dumps/{id}/diff?base={id}  locations whose goroutine count changed since base
 //	GET  /api/v1/leaks                      current leak suspects and scrape state
 //	GET  /api/v1/stacks                     debug=2 text fetched now (size-capped)
 //	POST /api/v1/alertmanager               Alertmanager webhook: dump when an alert for this service fires
@@ -76,6 +80,8 @@ func writeError(w http.ResponseWriter, code int, err error) {
 func storeStatus(err error) int {
 	var se *ScrapeError
 	switch {
+	case errors.Is(err, ErrBusy):
+		return http.StatusTooManyRequests
 	case errors.Is(err, dumps.ErrInvalidID):
 		return http.StatusBadRequest
 	case errors.Is(err, dumps.ErrNotFound):
@@ -95,16 +101,86 @@ func (p *Profiler) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, DumpList{Service: p.cfg.Service, Dumps: p.store.List()})
 }
 
-// tryBusy admits one on-demand fetch at a time: each costs the target.
-func (p *Profiler) tryBusy(w http.ResponseWriter) bool {
+// ErrBusy is returned by the on-demand methods while another on-demand
+// request is waiting or fetching: each costs the target.
+var ErrBusy = errors.New("another on-demand capture is running")
+
+// onDemand runs f unless another on-demand request is running.
+func (p *Profiler) onDemand(f func() error) error {
 	select {
 	case p.busy <- struct{}{}:
-		return true
+		defer func() { <-p.busy }()
+		return f()
 	default:
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, errors.New("another on-demand capture is running"))
-		return false
+		return ErrBusy
 	}
+}
+
+// CaptureNow captures a dump for a developer (trigger "manual"), one such
+// request at a time: ErrBusy otherwise. POST /api/v1/dumps calls it.
+func (p *Profiler) CaptureNow(ctx context.Context, reason string) (m dumps.Meta, err error) {
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	err = p.onDemand(func() error {
+		m, err = p.Capture(ctx, TriggerManual, reason)
+		return err
+	})
+	return m, err
+}
+
+// Stacks fetches the target's debug=2 text dump now, size-capped, one
+// on-demand request at a time (ErrBusy otherwise). It stops the target's
+// world while it prints, so it never runs on a schedule.
+func (p *Profiler) Stacks(ctx context.Context) (data []byte, err error) {
+	err = p.onDemand(func() error {
+		data, err = p.fetchStacks(ctx)
+		return err
+	})
+	return data, err
+}
+
+// DumpGroups parses a kept dump into its stack groups, largest first.
+func (p *Profiler) DumpGroups(id string) (GroupsResponse, error) {
+	data, m, err := p.store.Read(id)
+	if err != nil {
+		return GroupsResponse{}, err
+	}
+	s, err := goroutines.ParseProfile(data)
+	if err != nil {
+		return GroupsResponse{}, fmt.Errorf("dump %s: %w", id, err)
+	}
+	return GroupsResponse{Dump: m, Snapshot: s}, nil
+}
+
+// DiffDumps returns the code locations whose goroutine count changed from
+// dump baseID to dump id, largest change first (goroutines.Diff).
+func (p *Profiler) DiffDumps(baseID, id string) (DiffResponse, error) {
+	base, err := p.DumpGroups(baseID)
+	if err != nil {
+		return DiffResponse{}, fmt.Errorf("base: %w", err)
+	}
+	cur, err := p.DumpGroups(id)
+	if err != nil {
+		return DiffResponse{}, err
+	}
+	changes := goroutines.Diff(base.Snapshot, cur.Snapshot)
+	if changes == nil {
+		changes = []goroutines.Change{}
+	}
+	return DiffResponse{Base: base.Dump, Dump: cur.Dump, Changes: changes}, nil
+}
+
+// writeResult writes v, or err with its status; ErrBusy asks to retry.
+func writeResult(w http.ResponseWriter, code int, v any, err error) {
+	if err != nil {
+		if errors.Is(err, ErrBusy) {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, code, v)
 }
 
 func (p *Profiler) handleCapture(w http.ResponseWriter, r *http.Request) {
@@ -122,20 +198,11 @@ func (p *Profiler) handleCapture(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(req.Reason) > 256 {
-		req.Reason = req.Reason[:256]
+	m, err := p.CaptureNow(r.Context(), req.Reason)
+	if err == nil {
+		w.Header().Set("Location", "/api/v1/dumps/"+m.ID)
 	}
-	if !p.tryBusy(w) {
-		return
-	}
-	defer func() { <-p.busy }()
-	m, err := p.Capture(r.Context(), TriggerManual, req.Reason)
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/dumps/"+m.ID)
-	writeJSON(w, http.StatusCreated, m)
+	writeResult(w, http.StatusCreated, m, err)
 }
 
 func (p *Profiler) handleRaw(w http.ResponseWriter, r *http.Request) {
@@ -150,25 +217,9 @@ func (p *Profiler) handleRaw(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", m.Time, f)
 }
 
-func (p *Profiler) snapshot(id string) (dumps.Meta, *goroutines.Snapshot, error) {
-	data, m, err := p.store.Read(id)
-	if err != nil {
-		return dumps.Meta{}, nil, err
-	}
-	s, err := goroutines.ParseProfile(data)
-	if err != nil {
-		return dumps.Meta{}, nil, fmt.Errorf("dump %s: %w", id, err)
-	}
-	return m, s, nil
-}
-
 func (p *Profiler) handleGroups(w http.ResponseWriter, r *http.Request) {
-	m, s, err := p.snapshot(r.PathValue("id"))
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, GroupsResponse{Dump: m, Snapshot: s})
+	g, err := p.DumpGroups(r.PathValue("id"))
+	writeResult(w, http.StatusOK, g, err)
 }
 
 func (p *Profiler) handleDiff(w http.ResponseWriter, r *http.Request) {
@@ -177,21 +228,8 @@ func (p *Profiler) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("missing ?base={id}"))
 		return
 	}
-	bm, base, err := p.snapshot(baseID)
-	if err != nil {
-		writeError(w, storeStatus(err), fmt.Errorf("base: %w", err))
-		return
-	}
-	m, cur, err := p.snapshot(r.PathValue("id"))
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	changes := goroutines.Diff(base, cur)
-	if changes == nil {
-		changes = []goroutines.Change{}
-	}
-	writeJSON(w, http.StatusOK, DiffResponse{Base: bm, Dump: m, Changes: changes})
+	d, err := p.DiffDumps(baseID, r.PathValue("id"))
+	writeResult(w, http.StatusOK, d, err)
 }
 
 func (p *Profiler) handleLeaks(w http.ResponseWriter, r *http.Request) {
@@ -199,13 +237,9 @@ func (p *Profiler) handleLeaks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Profiler) handleStacks(w http.ResponseWriter, r *http.Request) {
-	if !p.tryBusy(w) {
-		return
-	}
-	defer func() { <-p.busy }()
-	data, err := p.fetchStacks(r.Context())
+	data, err := p.Stacks(r.Context())
 	if err != nil {
-		writeError(w, storeStatus(err), err)
+		writeResult(w, 0, nil, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

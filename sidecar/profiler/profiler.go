@@ -7,7 +7,16 @@
 // Only debug=0 profiles are scraped on a schedule: they are aggregated
 // counts and cheap for the target. debug=2, which stops the world to print
 // every goroutine, is fetched only when a developer asks (GET
-// /api/v1/stacks) and is size-capped.
+// /api/v1/stacks) and is size-capped. Every fetch from the target, whoever
+// asks, holds one lock until its body is parsed: the target never serves
+// two of ours at once, and the sidecar holds one body at a time, capped
+// before and after gunzip.
+//
+// A UI in the same process reads it through methods rather than the HTTP
+// API: Status (suspects and their signals, scrape state), History (the
+// recent scrapes, for trends), Goroutines (current stack groups, largest
+// first), Leaked (the runtime's proven leaks), Store (the dump list and raw
+// dumps), DumpGroups, DiffDumps, CaptureNow and Stacks.
 package profiler
 
 import (
@@ -65,8 +74,8 @@ type Config struct {
 	DataDir string // dumps are kept in DataDir/dumps (required)
 
 	Interval        time.Duration // between scrapes; default 15s, as Pyroscope and Parca
-	Timeout         time.Duration // per request, body included; default 10s
-	MaxProfileBytes int64         // cap on a scraped profile; default 16 MiB
+	Timeout         time.Duration // per request, body included; default 10s, at most Interval
+	MaxProfileBytes int64         // cap on a scraped profile, both as served and gunzipped; default 16 MiB
 	MaxStacksBytes  int64         // cap on an on-demand debug=2 dump; default 32 MiB
 	MaxBodyBytes    int64         // cap on API request bodies; default 1 MiB
 
@@ -82,9 +91,12 @@ type Config struct {
 	// the target, so a big server may want it rarer; negative disables.
 	LeakProfileEvery int
 
-	LeakTopN int         // locations exported per signal before the rest become "other"; default 10
-	Leak     leak.Config // detector thresholds
-	Dumps    dumps.Limits
+	LeakTopN int // locations exported per signal before the rest become "other"; default 10
+	// HistoryLen is how many scrapes History keeps; default 240 (an hour
+	// at 15s).
+	HistoryLen int
+	Leak       leak.Config // detector thresholds
+	Dumps      dumps.Limits
 
 	// Auth wraps every API route (e.g. bearer.Middleware); nil serves them
 	// unauthenticated, which is only right on localhost (see bearer.Resolve).
@@ -111,6 +123,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.Timeout, 10*time.Second)
 	def(&c.PanicWindow, time.Minute)
 	def(&c.Cooldown, time.Minute)
+	// As Prometheus' scrape_timeout: a scrape never outlives its interval,
+	// so the schedule cannot fall behind a slow target.
+	c.Timeout = min(c.Timeout, c.Interval)
 	defN := func(v *int64, d int64) {
 		if *v <= 0 {
 			*v = d
@@ -130,6 +145,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.LeakTopN <= 0 {
 		c.LeakTopN = 10
+	}
+	if c.HistoryLen <= 0 {
+		c.HistoryLen = 240
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.Timeout}
@@ -158,7 +176,8 @@ type Profiler struct {
 	m     promMetrics
 
 	captures chan captureRequest // asynchronous triggers: panics, alerts
-	busy     chan struct{}       // one on-demand fetch at a time
+	busy     chan struct{}       // one on-demand request waiting or fetching at a time
+	target   chan struct{}       // one fetch from the target at a time (see acquire)
 
 	mu            sync.Mutex
 	last          *goroutines.Snapshot
@@ -170,6 +189,7 @@ type Profiler struct {
 	armed         bool // goroutine threshold: re-armed once the count falls back
 	panics        []panicBatch
 	lastTrigger   map[string]time.Time
+	history       []Sample // oldest first, at most HistoryLen
 }
 
 type panicBatch struct {
@@ -200,6 +220,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Profiler,
 		det:      leak.New(cfg.Leak),
 		captures: make(chan captureRequest, 4),
 		busy:     make(chan struct{}, 1),
+		target:   make(chan struct{}, 1),
 		armed:    true, lastTrigger: map[string]time.Time{},
 		m: promMetrics{
 			goroutines:     metrics.Goroutines.NewGauge(),
@@ -306,6 +327,7 @@ func (p *Profiler) Scrape(ctx context.Context) error {
 
 	p.mu.Lock()
 	p.last, p.lastLeaked, p.lastScrape, p.lastErr = snap, leaked, start, nil
+	p.record(Sample{Time: start, Goroutines: snap.Total, Suspects: p.topSuspects(suspects)})
 	if available != nil {
 		p.leakAvailable = available
 	}
@@ -329,6 +351,62 @@ func (p *Profiler) Scrape(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Sample is one scrape in History.
+type Sample struct {
+	Time       time.Time `json:"time"`
+	Goroutines int       `json:"goroutines"`
+	// Suspects maps the LeakTopN largest leak-suspect locations of the
+	// scrape (leak.Suspect.Label) to the goroutines there.
+	Suspects map[string]int `json:"suspects,omitempty"`
+}
+
+// record appends s to the history, dropping the oldest beyond HistoryLen.
+// Callers hold p.mu.
+func (p *Profiler) record(s Sample) {
+	if len(p.history) == p.cfg.HistoryLen {
+		p.history = append(p.history[:0], p.history[1:]...)
+	}
+	p.history = append(p.history, s)
+}
+
+// topSuspects maps the LeakTopN largest suspects (suspects come largest
+// first) to their counts, so a sample stays small whatever the target does.
+func (p *Profiler) topSuspects(suspects []leak.Suspect) map[string]int {
+	if len(suspects) == 0 {
+		return nil
+	}
+	m := make(map[string]int, min(len(suspects), p.cfg.LeakTopN))
+	for _, s := range suspects[:min(len(suspects), p.cfg.LeakTopN)] {
+		m[s.Label()] = s.Count
+	}
+	return m
+}
+
+// History returns the last HistoryLen successful scrapes, oldest first:
+// the goroutine total and each leak suspect's count, for trend lines.
+func (p *Profiler) History() []Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.history)
+}
+
+// Goroutines returns the last scraped goroutine profile, its stack groups
+// largest first, or nil before the first scrape. It is shared: read only.
+func (p *Profiler) Goroutines() *goroutines.Snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// Leaked returns the goroutines the runtime proved leaked in its last
+// goroutineleak profile, grouped by stack, or nil when the target does
+// not serve that profile (see Status().LeakProfile). Read only.
+func (p *Profiler) Leaked() *goroutines.Snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastLeaked
 }
 
 // scrapeLeakProfile fetches /debug/pprof/goroutineleak. A 404 means the

@@ -2,7 +2,9 @@ package profiler_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -290,6 +292,11 @@ func badTarget(t *testing.T, h http.HandlerFunc) string {
 }
 
 func TestBadTargets(t *testing.T) {
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write(make([]byte, 16<<20))
+	zw.Close()
+	bomb := zipped.Bytes()
 	hang := make(chan struct{})
 	t.Cleanup(func() { close(hang) })
 	dead := httptest.NewServer(nil)
@@ -329,6 +336,9 @@ func TestBadTargets(t *testing.T) {
 		{"garbage", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte("<html>this is not a profile</html>"))
 		}), profiler.ReasonMalformed, 0},
+		{"gzip bomb", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Write(bomb) // 16 KiB on the wire, 16 MiB inflated
+		}), profiler.ReasonTooLarge, 0},
 		{"gzip garbage", badTarget(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte{0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5})
 		}), profiler.ReasonMalformed, 0},
@@ -340,11 +350,17 @@ func TestBadTargets(t *testing.T) {
 			if c.timeout == 0 {
 				c.timeout = 300 * time.Millisecond
 			}
-			sc := newSidecar(t, profiler.Config{Target: c.target, Interval: 50 * time.Millisecond,
-				Timeout: c.timeout, MaxProfileBytes: 8 << 20, KeepEvery: 1}, true)
-			waitFor(t, 10*time.Second, func() bool {
-				return gauge(t, sc, metrics.ScrapeErrors, metrics.LabelReason, c.reason) >= 2
-			})
+			sc := newSidecar(t, profiler.Config{Target: c.target, Interval: time.Hour,
+				Timeout: c.timeout, MaxProfileBytes: 8 << 20, KeepEvery: 1}, false)
+			for range 2 {
+				var se *profiler.ScrapeError
+				if err := sc.Scrape(t.Context()); !errors.As(err, &se) || se.Reason != c.reason {
+					t.Fatalf("scrape: %v, want a %s error", err, c.reason)
+				}
+			}
+			if v := gauge(t, sc, metrics.ScrapeErrors, metrics.LabelReason, c.reason); v != 2 {
+				t.Errorf("scrape errors %s = %v after 2 failed scrapes", c.reason, v)
+			}
 			// It keeps serving, says what is wrong, and stores nothing.
 			var st profiler.Status
 			if code := getJSON(t, sc.URL+"/api/v1/leaks", &st); code != 200 || !strings.Contains(st.LastError, c.reason) {
@@ -381,7 +397,7 @@ func TestFullDataDir(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "dumps"))
 	os.WriteFile(filepath.Join(dir, "dumps"), nil, 0o600)
 	code, body = do(t, http.MethodPost, sc2.URL+"/api/v1/dumps", "", nil)
-	if code != http.StatusInternalServerError || !bytes.Contains(body, []byte("dumps: create")) {
+	if code != http.StatusInternalServerError || !bytes.Contains(body, []byte("not a directory")) {
 		t.Errorf("unwritable ring: %d %s", code, body)
 	}
 	// Scraping and the API carry on.
@@ -394,6 +410,7 @@ func TestFullDataDir(t *testing.T) {
 	}
 }
 
+// TestTriggers runs every capture trigger against a real target over TCP.
 func TestTriggers(t *testing.T) {
 	tg := startTarget(t, 20)
 	sc := newSidecar(t, profiler.Config{Target: tg.URL, Interval: time.Hour, KeepEvery: 3,
@@ -418,11 +435,7 @@ func TestTriggers(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool {
 		return gauge(t, sc, metrics.DumpsCaptured, metrics.LabelTrigger, profiler.TriggerPanics) == 1
 	})
-	sc.OnPanics(10) // within the cooldown: no second dump
-	time.Sleep(100 * time.Millisecond)
-	if v := gauge(t, sc, metrics.DumpsCaptured, metrics.LabelTrigger, profiler.TriggerPanics); v != 1 {
-		t.Errorf("panic dumps %v after cooldown burst", v)
-	}
+	// The window and cooldowns are timed in TestPanicTriggerInBubble.
 	list := sc.Store().List()
 	if list[0].Trigger != profiler.TriggerPanics || !strings.Contains(list[0].Reason, "3 panics") || list[0].Service != "wilddiggr" {
 		t.Errorf("newest dump %+v", list[0])
@@ -452,6 +465,18 @@ func TestTriggers(t *testing.T) {
 	huge := `{"alerts":[{"labels":{"x":"` + strings.Repeat("x", 2<<20) + `"}}]}`
 	if code, _ := do(t, http.MethodPost, sc.URL+"/api/v1/alertmanager", "", strings.NewReader(huge)); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("2 MiB webhook: %d", code)
+	}
+	// A gzip-encoded body is read as sent, never inflated.
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	zw.Write([]byte(`{"alerts":[` + strings.Repeat(`{},`, 1<<20) + `{}]}`))
+	zw.Close()
+	req, _ := http.NewRequest(http.MethodPost, sc.URL+"/api/v1/alertmanager", &bomb)
+	req.Header.Set("Content-Encoding", "gzip")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("gzipped webhook: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 }
 
@@ -511,5 +536,111 @@ func TestSuspectCardinality(t *testing.T) {
 	}
 	if v := gauge(t, sc, metrics.LeakSuspects, metrics.LabelLocation, st.Suspects[1].Label(), metrics.LabelSignal, metrics.SignalBlocked); v != -1 {
 		t.Errorf("second location has its own series (%v) beyond LeakTopN=1", v)
+	}
+}
+
+// TestUIAccessors reads what the developer UI shows through the Go
+// methods: the scrape history, current groups, suspects, dumps, a diff,
+// and on-demand requests one at a time.
+func TestUIAccessors(t *testing.T) {
+	tg := startTarget(t, 60)
+	sc := newSidecar(t, profiler.Config{Target: tg.URL, Interval: time.Hour, KeepEvery: -1, HistoryLen: 3,
+		Leak: leak.Config{BlockedThreshold: 50}}, false)
+	if sc.Goroutines() != nil || len(sc.History()) != 0 {
+		t.Fatal("state before the first scrape")
+	}
+	ctx := t.Context()
+	base, err := sc.CaptureNow(ctx, "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if i > 0 {
+			tg.park(t, 10)
+		}
+		if err := sc.Scrape(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := sc.History()
+	if len(h) != 3 {
+		t.Fatalf("history holds %d scrapes, want HistoryLen 3", len(h))
+	}
+	label := sc.Status().Suspects[0].Label()
+	for i, want := range []int{70, 80, 90} { // the first scrape (60) was dropped
+		if h[i].Suspects[label] != want || (i > 0 && !h[i].Time.After(h[i-1].Time)) {
+			t.Errorf("sample %d: %v at %s, want %d", i, h[i].Suspects, h[i].Time, want)
+		}
+	}
+	cur := sc.Goroutines()
+	if h[2].Goroutines != cur.Total || cur.Groups[0].Count != 90 || cur.Groups[0].Location.Function != sc.Status().Suspects[0].Location.Function {
+		t.Errorf("current groups: total %d (history %d), largest %+v", cur.Total, h[2].Goroutines, cur.Groups[0])
+	}
+	if sc.Leaked() != nil {
+		t.Error("Leaked from a target without the goroutineleak profile")
+	}
+
+	late, err := sc.CaptureNow(ctx, "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := sc.Store().List(); len(l) != 2 || l[0].ID != late.ID || l[0].Goroutines != late.Goroutines || l[1].Reason != "before" {
+		t.Errorf("dump list %+v", l)
+	}
+	d, err := sc.DiffDumps(base.ID, late.ID)
+	if err != nil || len(d.Changes) == 0 || d.Changes[0].Delta != 30 || d.Base.ID != base.ID {
+		t.Fatalf("diff: %v %+v", err, d)
+	}
+	if _, err := sc.DiffDumps("nope", late.ID); !errors.Is(err, dumps.ErrInvalidID) {
+		t.Errorf("diff with a bad base: %v", err)
+	}
+	raw, m, err := sc.Store().Read(late.ID)
+	if g, gerr := sc.DumpGroups(late.ID); err != nil || gerr != nil || int64(len(raw)) != m.Bytes || g.Total != late.Goroutines {
+		t.Errorf("raw dump: %v %v, %d bytes of %d", err, gerr, len(raw), m.Bytes)
+	}
+}
+
+// TestOnDemandOneAtATime: while one developer's capture waits on the
+// target, a second capture and a debug=2 fetch are refused with ErrBusy,
+// and a scheduled scrape waits its turn rather than fetching alongside.
+func TestOnDemandOneAtATime(t *testing.T) {
+	entered, release := make(chan string, 4), make(chan struct{})
+	inner := pprofMux()
+	target := badTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- r.URL.String()
+		<-release
+		inner.ServeHTTP(w, r)
+	})
+	sc := newSidecar(t, profiler.Config{Target: target, Interval: time.Hour, KeepEvery: -1, LeakProfileEvery: -1}, false)
+	ctx := t.Context()
+	first := make(chan error, 1)
+	go func() { _, err := sc.CaptureNow(ctx, "first"); first <- err }()
+	<-entered
+	if _, err := sc.CaptureNow(ctx, "second"); !errors.Is(err, profiler.ErrBusy) {
+		t.Errorf("second capture: %v, want ErrBusy", err)
+	}
+	if _, err := sc.Stacks(ctx); !errors.Is(err, profiler.ErrBusy) {
+		t.Errorf("stacks: %v, want ErrBusy", err)
+	}
+	code, _ := do(t, http.MethodPost, sc.URL+"/api/v1/dumps", "", nil)
+	if code != http.StatusTooManyRequests {
+		t.Errorf("POST while busy: %d", code)
+	}
+	scraped := make(chan error, 1)
+	go func() { scraped <- sc.Scrape(ctx) }()
+	// The sync point: the scrape parks waiting for the target.
+	waitFor(t, 10*time.Second, func() bool { return countInDebug2("profiler.(*Profiler).acquire(") == 1 })
+	if len(entered) != 0 {
+		t.Errorf("scrape fetched %s while a capture held the target", <-entered)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-scraped; err != nil {
+		t.Fatal(err)
+	}
+	if u := <-entered; u != "/debug/pprof/goroutine" {
+		t.Errorf("scrape fetched %s", u)
 	}
 }
