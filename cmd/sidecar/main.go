@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof.Register(sc.Mux())
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
-		uiCfg.Goroutines, uiCfg.Dumps = webui.Profiler(prof), webui.Profiler(prof)
+		uiCfg.Profiler = prof
 	}
 	ui, err := webui.New(uiCfg)
 	if err != nil {

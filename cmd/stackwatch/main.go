@@ -25,7 +25,7 @@ import (
 // commands are the subcommands by name.
 var commands = map[string]cli.Command{
 	"analyze": adapt(analyze.Run),
-	"dumps":   adapt(dumpcli.Run),
+	"dumps":   dumpcli.Run,
 	"report":  report.Run,
 }
 

@@ -26,7 +26,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--version"}, cli.ExitOK, "stackwatch, version"},
 		{nil, cli.ExitUsage, ""},
 		{[]string{"frobnicate"}, cli.ExitUsage, ""},
-		{[]string{"report"}, cli.ExitUsage, ""},                                                       // -prometheus missing
+		{[]string{"report"}, cli.ExitUsage, ""}, // -prometheus missing
 		{[]string{"report", "-prometheus", "http://127.0.0.1:1", "-format", "pdf"}, cli.ExitUsage, ""}, // bad format
 		{[]string{"report", "-h"}, cli.ExitOK, ""},
 		{[]string{"report", "-prometheus", "http://127.0.0.1:1"}, cli.ExitFailure, ""}, // unreachable

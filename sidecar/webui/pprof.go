@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/pprof/driver"
 	"github.com/google/pprof/profile"
+
+	"github.com/stackwatch/stackwatch/sidecar/dumps"
 )
 
 // pprofKept is how many dumps keep their pprof UI in memory: a developer
@@ -22,7 +24,7 @@ const pprofKept = 4
 // graph) for a stored dump through github.com/google/pprof/driver, and
 // keeps the handlers of the last few dumps opened.
 type pprofCache struct {
-	dumps Dumps
+	dumps *dumps.Store
 	log   *slog.Logger
 
 	build sync.Mutex // driver.PProf keeps global state: one at a time
@@ -31,7 +33,7 @@ type pprofCache struct {
 	order []string // least recently opened first
 }
 
-func newPprofCache(d Dumps, log *slog.Logger) *pprofCache {
+func newPprofCache(d *dumps.Store, log *slog.Logger) *pprofCache {
 	return &pprofCache{dumps: d, log: log, uis: map[string]map[string]http.Handler{}}
 }
 
@@ -104,8 +106,8 @@ func (c *pprofCache) touch(id string) {
 // pprofView serves /ui/dumps/{id}/pprof/{view}: pprof's handler for
 // "/{view}", which links its sibling views relatively.
 func (u *UI) pprofView(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Dumps == nil {
-		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar keeps no dumps (no -target)"))
+	if u.pprof == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
 		return
 	}
 	handlers, err := u.pprof.handlers(r.PathValue("id"))

@@ -54,9 +54,7 @@ func startStack(t *testing.T, listen, token string) *stack {
 	prof, err := profiler.New(profiler.Config{
 		Target: "http://" + srv.AdminAddr().String(), Service: service, DataDir: t.TempDir(),
 		Interval: 250 * time.Millisecond, KeepEvery: -1, PanicBurst: -1, Auth: auth.Middleware,
-		// A window long enough to hold the whole load, so the sparkline
-		// shows the climb.
-		Leak: leak.Config{BlockedThreshold: 10, GrowthWindow: 80, GrowthMin: 2},
+		Leak: leak.Config{BlockedThreshold: 10},
 	}, sc.Registerer(), quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +62,7 @@ func startStack(t *testing.T, listen, token string) *stack {
 	prof.Register(sc.Mux())
 	sc.AddComponent(prof)
 	ui, err := webui.New(webui.Config{Service: service, Crashes: webui.SidecarCrashes(sc),
-		Goroutines: webui.Profiler(prof), Dumps: webui.Profiler(prof), Auth: auth, Logger: quiet})
+		Profiler: prof, Auth: auth, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/dumps"
 	"github.com/stackwatch/stackwatch/sidecar/goroutines"
 	"github.com/stackwatch/stackwatch/sidecar/leak"
+	"github.com/stackwatch/stackwatch/sidecar/profiler"
 )
 
 // Crashes is the crash groups the UI lists.
@@ -43,38 +43,32 @@ type Crashes interface {
 	CrashGroup(key string) (crash.Group, bool)
 }
 
-// Goroutines is the goroutine watch the UI shows.
-type Goroutines interface {
-	// StackGroups returns the newest goroutine snapshot, grouped by stack,
-	// and when it was taken; nil before the first.
-	StackGroups() (*goroutines.Snapshot, time.Time)
-	// Suspects returns the leak suspects, largest first, each with its
-	// trend across the recent scrapes.
-	Suspects() []leak.Suspect
-	// LeakProfile says whether the runtime's goroutineleak profile is
-	// served ("available", "not available", "disabled", "unknown") and how
-	// many goroutines it proved leaked at the last scrape.
-	LeakProfile() (state string, leaked int)
-}
-
-// Dumps is the ring of goroutine dumps.
-type Dumps interface {
-	// List returns the dumps, newest first.
-	List() []dumps.Meta
-	// Read returns a dump's raw profile and metadata; dumps.ErrNotFound
-	// and dumps.ErrInvalidID for a bad id.
-	Read(id string) ([]byte, dumps.Meta, error)
-	// Capture takes a dump now.
-	Capture(ctx context.Context, reason string) (dumps.Meta, error)
+// Profiler is the goroutine watch and the dump ring the UI shows;
+// *profiler.Profiler is one.
+type Profiler interface {
+	// Status holds the leak suspects and the scrape state.
+	Status() profiler.Status
+	// Goroutines is the last scrape, stack groups largest first.
+	Goroutines() *goroutines.Snapshot
+	// Leaked is what the runtime's goroutineleak profile proved leaked.
+	Leaked() *goroutines.Snapshot
+	// History is the recent scrapes, oldest first, for the trend lines.
+	History() []profiler.Sample
+	// Store is the dump ring.
+	Store() *dumps.Store
+	// CaptureNow takes a dump for a developer, one at a time
+	// (profiler.ErrBusy otherwise).
+	CaptureNow(ctx context.Context, reason string) (dumps.Meta, error)
+	DumpGroups(id string) (profiler.GroupsResponse, error)
+	DiffDumps(baseID, id string) (profiler.DiffResponse, error)
 }
 
 // Config configures the UI.
 type Config struct {
 	Service string  // shown in every title (required)
 	Crashes Crashes // required
-	// Goroutines and Dumps are nil when the sidecar has no -target.
-	Goroutines Goroutines
-	Dumps      Dumps
+	// Profiler is nil when the sidecar has no -target.
+	Profiler Profiler
 	// Auth guards the UI; share it with the API (see NewAuth). Required.
 	Auth   *Auth
 	Logger *slog.Logger
@@ -105,8 +99,6 @@ type UI struct {
 	log   *slog.Logger
 	pprof *pprofCache
 	mux   *http.ServeMux
-
-	captureMu sync.Mutex // one capture at a time: each costs the target
 }
 
 // New builds the UI.
@@ -118,7 +110,9 @@ func New(cfg Config) (*UI, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &UI{cfg: cfg, log: cfg.Logger.With("component", "webui")}
-	u.pprof = newPprofCache(cfg.Dumps, u.log)
+	if cfg.Profiler != nil {
+		u.pprof = newPprofCache(cfg.Profiler.Store(), u.log)
+	}
 	u.routes()
 	return u, nil
 }
@@ -165,7 +159,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, name, title, nav str
 
 func (u *UI) renderStatus(w http.ResponseWriter, r *http.Request, code int, name, title, nav string, data any) {
 	render(w, code, page{Service: u.cfg.Service, Title: title, Nav: nav, CSRF: u.cfg.Auth.csrfToken(r),
-		Profile: u.cfg.Dumps != nil, Data: data}, name, u.log)
+		Profile: u.cfg.Profiler != nil, Data: data}, name, u.log)
 }
 
 // render writes page p with template name and the headers every page has.
@@ -194,8 +188,8 @@ func (u *UI) crashes(w http.ResponseWriter, r *http.Request) {
 	pageNo = max(pageNo, 1)
 	groups, total := u.cfg.Crashes.CrashGroups((pageNo-1)*PageSize, PageSize)
 	var latest *dumps.Meta
-	if u.cfg.Dumps != nil {
-		if l := u.cfg.Dumps.List(); len(l) > 0 {
+	if u.cfg.Profiler != nil {
+		if l := u.cfg.Profiler.Store().List(); len(l) > 0 {
 			latest = &l[0]
 		}
 	}
@@ -226,36 +220,70 @@ func (u *UI) group(w http.ResponseWriter, r *http.Request) {
 	}{g, layoutTrace(g)})
 }
 
+// errNoProfiler answers the goroutine and dump pages of a sidecar
+// without a -target.
+var errNoProfiler = errors.New("this sidecar does not watch goroutines or keep dumps (no -target)")
+
+// suspectView is a leak suspect with its trend across the scrape history.
+type suspectView struct {
+	leak.Suspect
+	Trend []int
+	Delta int // last minus first of Trend
+}
+
 func (u *UI) goroutines(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Goroutines == nil {
-		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar does not watch goroutines (no -target)"))
+	p := u.cfg.Profiler
+	if p == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
 		return
 	}
-	snap, at := u.cfg.Goroutines.StackGroups()
-	state, leaked := u.cfg.Goroutines.LeakProfile()
-	suspects := u.cfg.Goroutines.Suspects()
-	var proven []leak.Suspect
-	for _, s := range suspects {
-		if s.Leaked > 0 {
-			proven = append(proven, s)
+	st := p.Status()
+	hist := p.History()
+	totals := make([]int, len(hist))
+	for i, s := range hist {
+		totals[i] = s.Goroutines
+	}
+	suspects := make([]suspectView, len(st.Suspects))
+	for i, s := range st.Suspects {
+		t := trend(hist, s.Label())
+		suspects[i] = suspectView{Suspect: s, Trend: t}
+		if len(t) > 0 {
+			suspects[i].Delta = t[len(t)-1] - t[0]
 		}
 	}
 	u.render(w, r, "goroutines", "Goroutines", "goroutines", struct {
-		Snapshot    *goroutines.Snapshot
-		At          time.Time
-		Suspects    []leak.Suspect
-		Proven      []leak.Suspect
-		LeakProfile string
-		Leaked      int
-	}{snap, at, suspects, proven, state, leaked})
+		Status   profiler.Status
+		Snapshot *goroutines.Snapshot
+		Leaked   *goroutines.Snapshot
+		Totals   []int
+		Since    time.Time
+		Suspects []suspectView
+	}{st, p.Goroutines(), p.Leaked(), totals, firstTime(hist), suspects})
+}
+
+// trend is a location's goroutines in each sample of the history (0 where
+// it was not among the sample's top suspects).
+func trend(hist []profiler.Sample, label string) []int {
+	out := make([]int, len(hist))
+	for i, s := range hist {
+		out[i] = s.Suspects[label]
+	}
+	return out
+}
+
+func firstTime(hist []profiler.Sample) time.Time {
+	if len(hist) == 0 {
+		return time.Time{}
+	}
+	return hist[0].Time
 }
 
 func (u *UI) dumpList(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Dumps == nil {
-		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar keeps no dumps (no -target)"))
+	if u.cfg.Profiler == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
 		return
 	}
-	list := u.cfg.Dumps.List()
+	list := u.cfg.Profiler.Store().List()
 	u.render(w, r, "dumps", "Goroutine dumps", "dumps", struct {
 		Dumps    []dumps.Meta
 		Captured string
@@ -263,93 +291,72 @@ func (u *UI) dumpList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) capture(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Dumps == nil {
-		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar keeps no dumps (no -target)"))
+	if u.cfg.Profiler == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
 		return
 	}
-	if !u.captureMu.TryLock() {
-		u.fail(w, r, http.StatusTooManyRequests, errors.New("another capture is running; try again in a moment"))
-		return
-	}
-	defer u.captureMu.Unlock()
 	reason := r.PostFormValue("reason")
-	if len(reason) > 256 {
-		reason = reason[:256]
-	}
 	if reason == "" {
 		reason = "captured from the web UI"
 	}
-	m, err := u.cfg.Dumps.Capture(r.Context(), reason)
+	m, err := u.cfg.Profiler.CaptureNow(r.Context(), reason)
 	if err != nil {
-		u.fail(w, r, http.StatusBadGateway, fmt.Errorf("capture: %w", err))
+		code := http.StatusBadGateway
+		if errors.Is(err, profiler.ErrBusy) {
+			code = http.StatusTooManyRequests
+		}
+		u.fail(w, r, code, fmt.Errorf("capture: %w", err))
 		return
 	}
 	http.Redirect(w, r, "/ui/dumps?captured="+m.ID, http.StatusSeeOther)
 }
 
-// readDump reads and parses a dump, answering the request itself on error.
-func (u *UI) readDump(w http.ResponseWriter, r *http.Request, id string) (dumps.Meta, *goroutines.Snapshot, bool) {
-	if u.cfg.Dumps == nil {
-		u.fail(w, r, http.StatusNotFound, errors.New("this sidecar keeps no dumps (no -target)"))
-		return dumps.Meta{}, nil, false
+func (u *UI) dump(w http.ResponseWriter, r *http.Request) {
+	if u.cfg.Profiler == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
+		return
 	}
-	data, m, err := u.cfg.Dumps.Read(id)
+	g, err := u.cfg.Profiler.DumpGroups(r.PathValue("id"))
 	if err != nil {
 		u.fail(w, r, dumpStatus(err), err)
-		return m, nil, false
-	}
-	s, err := goroutines.ParseAny(data)
-	if err != nil {
-		u.fail(w, r, http.StatusInternalServerError, fmt.Errorf("dump %s: %w", id, err))
-		return m, nil, false
-	}
-	return m, s, true
-}
-
-func (u *UI) dump(w http.ResponseWriter, r *http.Request) {
-	m, s, ok := u.readDump(w, r, r.PathValue("id"))
-	if !ok {
 		return
 	}
 	var others []dumps.Meta
-	for _, d := range u.cfg.Dumps.List() {
-		if d.ID != m.ID {
+	for _, d := range u.cfg.Profiler.Store().List() {
+		if d.ID != g.Dump.ID {
 			others = append(others, d)
 		}
 	}
-	u.render(w, r, "dump", "Dump "+m.ID, "dumps", struct {
+	u.render(w, r, "dump", "Dump "+g.Dump.ID, "dumps", struct {
 		Dump     dumps.Meta
 		Snapshot *goroutines.Snapshot
 		Others   []dumps.Meta
-	}{m, s, others})
+	}{g.Dump, g.Snapshot, others})
 }
 
 func (u *UI) diff(w http.ResponseWriter, r *http.Request) {
+	if u.cfg.Profiler == nil {
+		u.fail(w, r, http.StatusNotFound, errNoProfiler)
+		return
+	}
 	q := r.URL.Query()
 	if q.Get("base") == "" || q.Get("id") == "" {
 		u.fail(w, r, http.StatusBadRequest, errors.New("pick two dumps: ?base={id}&id={id}"))
 		return
 	}
-	bm, base, ok := u.readDump(w, r, q.Get("base"))
-	if !ok {
+	d, err := u.cfg.Profiler.DiffDumps(q.Get("base"), q.Get("id"))
+	if err != nil {
+		u.fail(w, r, dumpStatus(err), err)
 		return
 	}
-	m, cur, ok := u.readDump(w, r, q.Get("id"))
-	if !ok {
-		return
-	}
-	changes := goroutines.Diff(base, cur)
 	largest := 1
-	for _, c := range changes {
+	for _, c := range d.Changes {
 		largest = max(largest, abs(c.Delta))
 	}
 	u.render(w, r, "diff", "Diff", "dumps", struct {
-		Base, Dump   dumps.Meta
-		BaseTotal    int
-		Total        int
-		Changes      []goroutines.Change
+		profiler.DiffResponse
 		LargestDelta int
-	}{bm, m, base.Total, cur.Total, changes, largest})
+	}{d, largest})
 }
 
 // dumpStatus maps an error reading a dump to an HTTP status.
