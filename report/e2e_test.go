@@ -57,6 +57,7 @@ type svc struct {
 	addr, admin string // the game server's listeners
 	sidecar     string // base URL
 	sc          *sidecar.Sidecar
+	prof        *profiler.Profiler
 }
 
 // buildGameServer builds cmd/gameserver as the Makefile does, with the
@@ -152,7 +153,7 @@ func startService(t *testing.T, bin, name, game string, legacy bool) *svc {
 			t.Errorf("%s sidecar: %v", name, err)
 		}
 	})
-	return &svc{name: name, addr: addr, admin: admin, sidecar: "http://" + ln.Addr().String(), sc: sc}
+	return &svc{name: name, addr: addr, admin: admin, sidecar: "http://" + ln.Addr().String(), sc: sc, prof: prof}
 }
 
 // ownCount is the panics the sidecar itself counted.
@@ -345,6 +346,12 @@ func TestReportFromLivePrometheus(t *testing.T) {
 		})
 	}
 
+	// A developer's dump, for the timeline.
+	dump, err := wild.prof.CaptureNow(t.Context(), "after the load")
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// stackwatch report, as a developer runs it.
 	since := time.Since(began) + 2*time.Minute
 	out := filepath.Join(t.TempDir(), "report.md")
@@ -429,6 +436,14 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	}
 	if d, _ := time.ParseDuration(pendingFor); fired.Sub(pending) < d-step {
 		t.Errorf("fired %v after pending, before the rule's for: %s", fired.Sub(pending), pendingFor)
+	}
+	// The dump is on the timeline, linked to its page in the sidecar's UI.
+	dumpLine := false
+	for _, e := range r.Timeline {
+		dumpLine = dumpLine || e.Service == wild.name && strings.Contains(e.What, "/ui/dumps/"+dump.ID)
+	}
+	if !dumpLine {
+		t.Errorf("dump %s is not on the timeline %+v", dump.ID, r.Timeline)
 	}
 	// Runbook links for every firing alert.
 	for _, a := range r.Firing {
