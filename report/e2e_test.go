@@ -445,6 +445,15 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	if !dumpLine {
 		t.Errorf("dump %s is not on the timeline %+v", dump.ID, r.Timeline)
 	}
+	// Without sidecars the crash sites come from Prometheus' crash_site label.
+	bare, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bare.CrashSites) == 0 || !strings.HasSuffix(bare.CrashSites[0].CrashSite.Function, "clientWrite") ||
+		bare.CrashSites[0].Count != wild.ownCount() {
+		t.Errorf("crash sites from Prometheus alone: %+v, want clientWrite ×%d", bare.CrashSites, wild.ownCount())
+	}
 	// Runbook links for every firing alert.
 	for _, a := range r.Firing {
 		if a.Runbook == "" || !strings.Contains(string(md), "]("+a.Runbook+")") {

@@ -59,6 +59,9 @@ var funcs = map[string]any{
 		return "✅ OK"
 	},
 	"rate": func(g crash.Group) string {
+		if g.FirstSeen.IsZero() { // from Prometheus: the count over the window
+			return fmt.Sprintf("~%.1f panics/hour over the window", g.RatePerHour)
+		}
 		if g.LastSeen.Sub(g.FirstSeen) < rateMinimum {
 			return fmt.Sprintf("not shown: first to last seen is under %s", rateMinimum)
 		}

@@ -192,6 +192,11 @@ func Gather(ctx context.Context, opt Options) (*Report, error) {
 		return nil, err
 	}
 	g.sidecars(ctx)
+	if len(opt.Sidecars) == 0 {
+		if err := g.crashSites(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := g.alerts(ctx); err != nil {
 		return nil, err
 	}
@@ -489,6 +494,27 @@ func (g *gatherer) sidecars(ctx context.Context) {
 	slices.SortStableFunc(g.rep.CrashSites, func(a, b CrashSite) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Service, b.Service))
 	})
+}
+
+// crashSites lists the crash sites Prometheus knows (the bounded
+// crash_site label), for a report without sidecars: no caller, no trace.
+func (g *gatherer) crashSites(ctx context.Context) error {
+	vec, err := g.instant(ctx, "Crash sites: panics in the window by site and kind",
+		g.windowCount(metrics.Panics, metrics.LabelService, metrics.LabelCrashSite, metrics.LabelKind)+" >= 0.5")
+	if err != nil {
+		return err
+	}
+	for _, s := range vec {
+		n := float64(s.Value)
+		g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{string(s.Metric[metrics.LabelService]), crash.Group{
+			Kind: string(s.Metric[metrics.LabelKind]), CrashSite: crash.Site{Function: string(s.Metric[metrics.LabelCrashSite])},
+			Count: int(n + 0.5), RatePerHour: n / g.opt.Since.Hours(),
+		}})
+	}
+	slices.SortFunc(g.rep.CrashSites, func(a, b CrashSite) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Service, b.Service))
+	})
+	return nil
 }
 
 var errNotFound = errors.New("not found")
