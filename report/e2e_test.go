@@ -369,8 +369,9 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dir := os.Getenv("STACKWATCH_ARTIFACTS"); dir != "" {
+	if dir := os.Getenv("STACKWATCH_ARTIFACTS"); dir != "" { // for review
 		os.WriteFile(filepath.Join(dir, "report.md"), md, 0o644)
+		report.Run(t.Context(), append(args, "-format", "html", "-o", filepath.Join(dir, "report.html")), nil, &stdout, &stderr)
 	}
 	r, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since, Sidecars: sidecars})
 	if err != nil {

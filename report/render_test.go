@@ -112,7 +112,7 @@ func TestHTMLSelfContained(t *testing.T) {
 
 func TestSummaryFromFigures(t *testing.T) {
 	s := fixture().Summary
-	for _, want := range []string{"1 of 2 services are critical (wilddiggr)", "1 warning (forestteaparty)", "376 stacktraces",
+	for _, want := range []string{"1 of 2 services are critical (wilddiggr)", "1 at warning (forestteaparty)", "376 stacktraces",
 		"wilddiggr 376 at 183% memory", "task.clientWrite", "the client session, is nil", "376 bets failed",
 		"forestteaparty took the graceful path instead: 120 closed-session warnings", "Firing now: HighNilSessionRate."} {
 		if !strings.Contains(s, want) {

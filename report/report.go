@@ -605,7 +605,7 @@ func summary(r *Report) string {
 	if len(crit) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(crit, ", "))
 	}
-	fmt.Fprintf(&b, " and %d warning", len(warn))
+	fmt.Fprintf(&b, " and %d at warning", len(warn))
 	if len(warn) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(warn, ", "))
 	}
