@@ -81,11 +81,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// cookie from the UI's login form.
 	auth := webui.NewAuth(cfg.Service, token)
 	cfg.Auth = auth.Middleware
+	ui, err := webui.New(webui.Config{Service: cfg.Service, Auth: auth, Logger: logger})
+	if err != nil {
+		return err
+	}
 	sc, err := sidecar.New(cfg)
 	if err != nil {
 		return err
 	}
-	uiCfg := webui.Config{Service: cfg.Service, Crashes: webui.SidecarCrashes(sc), Auth: auth, Logger: logger}
 	if cfg.Target != "" {
 		pc := f.profiler
 		pc.Target, pc.Service, pc.DataDir, pc.Auth = cfg.Target, cfg.Service, cfg.DataDir, cfg.Auth
@@ -96,11 +99,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof.Register(sc.Mux())
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
-		uiCfg.Profiler = prof
-	}
-	ui, err := webui.New(uiCfg)
-	if err != nil {
-		return err
+		ui.Attach(webui.SidecarCrashes(sc), prof)
+	} else {
+		ui.Attach(webui.SidecarCrashes(sc), nil)
 	}
 	sc.Mux().Handle("/", ui.Handler())
 	listen := f.listen

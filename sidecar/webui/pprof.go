@@ -105,12 +105,8 @@ func (c *pprofCache) touch(id string) {
 
 // pprofView serves /ui/dumps/{id}/pprof/{view}: pprof's handler for
 // "/{view}", which links its sibling views relatively.
-func (u *UI) pprofView(w http.ResponseWriter, r *http.Request) {
-	if u.pprof == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
-	handlers, err := u.pprof.handlers(r.PathValue("id"))
+func (u *UI) pprofView(w http.ResponseWriter, r *http.Request, src *sources) {
+	handlers, err := src.pprof.handlers(r.PathValue("id"))
 	if err != nil {
 		u.fail(w, r, dumpStatus(err), err)
 		return

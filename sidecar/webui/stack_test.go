@@ -61,11 +61,11 @@ func startStack(t *testing.T, listen, token string) *stack {
 	}
 	prof.Register(sc.Mux())
 	sc.AddComponent(prof)
-	ui, err := webui.New(webui.Config{Service: service, Crashes: webui.SidecarCrashes(sc),
-		Profiler: prof, Auth: auth, Logger: quiet})
+	ui, err := webui.New(webui.Config{Service: service, Auth: auth, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ui.Attach(webui.SidecarCrashes(sc), prof)
 	sc.Mux().Handle("/", ui.Handler())
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

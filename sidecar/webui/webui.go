@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/stackwatch/stackwatch/sidecar/crash"
@@ -65,10 +66,7 @@ type Profiler interface {
 
 // Config configures the UI.
 type Config struct {
-	Service string  // shown in every title (required)
-	Crashes Crashes // required
-	// Profiler is nil when the sidecar has no -target.
-	Profiler Profiler
+	Service string // shown in every title (required)
 	// Auth guards the UI; share it with the API (see NewAuth). Required.
 	Auth   *Auth
 	Logger *slog.Logger
@@ -93,26 +91,43 @@ var pages = func() map[string]*template.Template {
 	return m
 }()
 
-// UI serves the pages. Build it with New.
+// UI serves the pages. Build it with New, mount its Handler, and Attach
+// what it shows before serving: the sidecar takes the handler when it is
+// built, and the UI reads the sidecar once it is.
 type UI struct {
-	cfg   Config
-	log   *slog.Logger
-	pprof *pprofCache
-	mux   *http.ServeMux
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+	src atomic.Pointer[sources]
+}
+
+// sources are what the pages show.
+type sources struct {
+	crashes Crashes
+	prof    Profiler // nil without a -target
+	pprof   *pprofCache
+}
+
+// Attach sets what the UI shows: the crash groups, and the goroutine
+// watch and dumps (prof may be nil when the sidecar has no -target).
+// Until then the pages answer 503.
+func (u *UI) Attach(crashes Crashes, prof Profiler) {
+	s := &sources{crashes: crashes, prof: prof}
+	if prof != nil {
+		s.pprof = newPprofCache(prof.Store(), u.log)
+	}
+	u.src.Store(s)
 }
 
 // New builds the UI.
 func New(cfg Config) (*UI, error) {
-	if cfg.Service == "" || cfg.Crashes == nil || cfg.Auth == nil {
-		return nil, errors.New("webui: Service, Crashes and Auth are required")
+	if cfg.Service == "" || cfg.Auth == nil {
+		return nil, errors.New("webui: Service and Auth are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &UI{cfg: cfg, log: cfg.Logger.With("component", "webui")}
-	if cfg.Profiler != nil {
-		u.pprof = newPprofCache(cfg.Profiler.Store(), u.log)
-	}
 	u.routes()
 	return u, nil
 }
@@ -125,18 +140,43 @@ func (u *UI) routes() {
 		http.ServeFileFS(w, r, static, "favicon.svg")
 	})
 	m.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
-	m.HandleFunc("GET /ui/{$}", u.crashes)
-	m.HandleFunc("GET /ui/crashes/{key}", u.group)
-	m.HandleFunc("GET /ui/goroutines", u.goroutines)
-	m.HandleFunc("GET /ui/dumps", u.dumpList)
-	m.HandleFunc("POST /ui/dumps", u.capture)
-	m.HandleFunc("GET /ui/dumps/diff", u.diff)
-	m.HandleFunc("GET /ui/dumps/{id}", u.dump)
-	m.HandleFunc("GET /ui/dumps/{id}/pprof/{view...}", u.pprofView)
+	m.HandleFunc("GET /ui/{$}", u.with(u.crashes))
+	m.HandleFunc("GET /ui/crashes/{key}", u.with(u.group))
+	m.HandleFunc("GET /ui/goroutines", u.withProfiler(u.goroutines))
+	m.HandleFunc("GET /ui/dumps", u.withProfiler(u.dumpList))
+	m.HandleFunc("POST /ui/dumps", u.withProfiler(u.capture))
+	m.HandleFunc("GET /ui/dumps/diff", u.withProfiler(u.diff))
+	m.HandleFunc("GET /ui/dumps/{id}", u.withProfiler(u.dump))
+	m.HandleFunc("GET /ui/dumps/{id}/pprof/{view...}", u.withProfiler(u.pprofView))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusNotFound, fmt.Errorf("no page at %s", r.URL.Path))
 	})
 	u.mux = m
+}
+
+// with hands a page handler the attached sources, or answers 503 before
+// Attach.
+func (u *UI) with(h func(http.ResponseWriter, *http.Request, *sources)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		src := u.src.Load()
+		if src == nil {
+			u.fail(w, r, http.StatusServiceUnavailable, errors.New("the sidecar is starting"))
+			return
+		}
+		h(w, r, src)
+	}
+}
+
+// withProfiler is with for the goroutine and dump pages, which answer 404
+// on a sidecar without a -target.
+func (u *UI) withProfiler(h func(http.ResponseWriter, *http.Request, *sources)) http.HandlerFunc {
+	return u.with(func(w http.ResponseWriter, r *http.Request, src *sources) {
+		if src.prof == nil {
+			u.fail(w, r, http.StatusNotFound, errNoProfiler)
+			return
+		}
+		h(w, r, src)
+	})
 }
 
 // Handler serves the UI at / and /ui/, behind Auth. Mount it on the
@@ -159,7 +199,12 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, name, title, nav str
 
 func (u *UI) renderStatus(w http.ResponseWriter, r *http.Request, code int, name, title, nav string, data any) {
 	render(w, code, page{Service: u.cfg.Service, Title: title, Nav: nav, CSRF: u.cfg.Auth.csrfToken(r),
-		Profile: u.cfg.Profiler != nil, Data: data}, name, u.log)
+		Profile: u.profiled(), Data: data}, name, u.log)
+}
+
+func (u *UI) profiled() bool {
+	src := u.src.Load()
+	return src != nil && src.prof != nil
 }
 
 // render writes page p with template name and the headers every page has.
@@ -183,13 +228,13 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	}{code, err.Error()})
 }
 
-func (u *UI) crashes(w http.ResponseWriter, r *http.Request) {
+func (u *UI) crashes(w http.ResponseWriter, r *http.Request, src *sources) {
 	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	pageNo = max(pageNo, 1)
-	groups, total := u.cfg.Crashes.CrashGroups((pageNo-1)*PageSize, PageSize)
+	groups, total := src.crashes.CrashGroups((pageNo-1)*PageSize, PageSize)
 	var latest *dumps.Meta
-	if u.cfg.Profiler != nil {
-		if l := u.cfg.Profiler.Store().List(); len(l) > 0 {
+	if src.prof != nil {
+		if l := src.prof.Store().List(); len(l) > 0 {
 			latest = &l[0]
 		}
 	}
@@ -208,8 +253,8 @@ func nextPage(p, total int) int {
 	return 0
 }
 
-func (u *UI) group(w http.ResponseWriter, r *http.Request) {
-	g, ok := u.cfg.Crashes.CrashGroup(r.PathValue("key"))
+func (u *UI) group(w http.ResponseWriter, r *http.Request, src *sources) {
+	g, ok := src.crashes.CrashGroup(r.PathValue("key"))
 	if !ok {
 		u.fail(w, r, http.StatusNotFound, fmt.Errorf("no crash group %q", r.PathValue("key")))
 		return
@@ -231,12 +276,8 @@ type suspectView struct {
 	Delta int // last minus first of Trend
 }
 
-func (u *UI) goroutines(w http.ResponseWriter, r *http.Request) {
-	p := u.cfg.Profiler
-	if p == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
+func (u *UI) goroutines(w http.ResponseWriter, r *http.Request, src *sources) {
+	p := src.prof
 	st := p.Status()
 	hist := p.History()
 	totals := make([]int, len(hist))
@@ -278,28 +319,20 @@ func firstTime(hist []profiler.Sample) time.Time {
 	return hist[0].Time
 }
 
-func (u *UI) dumpList(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Profiler == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
-	list := u.cfg.Profiler.Store().List()
+func (u *UI) dumpList(w http.ResponseWriter, r *http.Request, src *sources) {
+	list := src.prof.Store().List()
 	u.render(w, r, "dumps", "Goroutine dumps", "dumps", struct {
 		Dumps    []dumps.Meta
 		Captured string
 	}{list, r.URL.Query().Get("captured")})
 }
 
-func (u *UI) capture(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Profiler == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
+func (u *UI) capture(w http.ResponseWriter, r *http.Request, src *sources) {
 	reason := r.PostFormValue("reason")
 	if reason == "" {
 		reason = "captured from the web UI"
 	}
-	m, err := u.cfg.Profiler.CaptureNow(r.Context(), reason)
+	m, err := src.prof.CaptureNow(r.Context(), reason)
 	if err != nil {
 		code := http.StatusBadGateway
 		if errors.Is(err, profiler.ErrBusy) {
@@ -311,18 +344,14 @@ func (u *UI) capture(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/dumps?captured="+m.ID, http.StatusSeeOther)
 }
 
-func (u *UI) dump(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Profiler == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
-	g, err := u.cfg.Profiler.DumpGroups(r.PathValue("id"))
+func (u *UI) dump(w http.ResponseWriter, r *http.Request, src *sources) {
+	g, err := src.prof.DumpGroups(r.PathValue("id"))
 	if err != nil {
 		u.fail(w, r, dumpStatus(err), err)
 		return
 	}
 	var others []dumps.Meta
-	for _, d := range u.cfg.Profiler.Store().List() {
+	for _, d := range src.prof.Store().List() {
 		if d.ID != g.Dump.ID {
 			others = append(others, d)
 		}
@@ -334,17 +363,13 @@ func (u *UI) dump(w http.ResponseWriter, r *http.Request) {
 	}{g.Dump, g.Snapshot, others})
 }
 
-func (u *UI) diff(w http.ResponseWriter, r *http.Request) {
-	if u.cfg.Profiler == nil {
-		u.fail(w, r, http.StatusNotFound, errNoProfiler)
-		return
-	}
+func (u *UI) diff(w http.ResponseWriter, r *http.Request, src *sources) {
 	q := r.URL.Query()
 	if q.Get("base") == "" || q.Get("id") == "" {
 		u.fail(w, r, http.StatusBadRequest, errors.New("pick two dumps: ?base={id}&id={id}"))
 		return
 	}
-	d, err := u.cfg.Profiler.DiffDumps(q.Get("base"), q.Get("id"))
+	d, err := src.prof.DiffDumps(q.Get("base"), q.Get("id"))
 	if err != nil {
 		u.fail(w, r, dumpStatus(err), err)
 		return
