@@ -39,11 +39,6 @@ import (
 // admin port conventionally takes 9090).
 const DefaultListen = "127.0.0.1:9091"
 
-// subcommands run instead of the sidecar when named as the first argument.
-var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"analyze": analyze.Run,
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -59,10 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "dumps" {
 		return dumpcli.Run(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
-	if len(args) > 0 {
-		if cmd, ok := subcommands[args[0]]; ok {
-			return cmd(args[1:], stdout, stderr)
-		}
+	if len(args) > 0 && args[0] == "analyze" {
+		return analyze.Run(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
 	f, err := parseFlags(args, stderr)
 	if err != nil {

@@ -1,9 +1,12 @@
 // Package analyze implements `sidecar analyze [-json] PATH...`: the
-// sidecar's parsing and grouping, run once over stacktrace files or folders
-// copied out of a pod (kubectl cp), for developers.
+// sidecar's parsing and grouping, run once for developers over what they
+// have at hand. Each input is sniffed: a pprof goroutine profile, a debug=2
+// goroutine dump, a panic file, or any log text with Go traces in it
+// (`kubectl logs --previous pod | sidecar analyze -`).
 package analyze
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,30 +21,19 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/goroutines"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // DefaultPattern is the file name pattern looked for when walking folders.
 const DefaultPattern = "*.stacktrace.log"
 
-// MaxProfileBytes bounds how much of an input is read for the profile
-// analyzers (a debug=2 dump of 100k goroutines runs to tens of MB); longer
-// inputs reach them cut at this size.
+// MaxProfileBytes bounds how much of an input is read as a goroutine
+// profile or dump (a debug=2 dump of 100k goroutines runs to tens of MB).
 const MaxProfileBytes = 256 << 20
-
-// ProfileAnalyzer inspects an input named on the command line that did not
-// parse as a panic, such as a goroutine profile (pprof proto) or a debug=2
-// text dump. It returns its result and true when it recognised the input,
-// or false to pass. The
-// result is printed as JSON under "profiles"; in text output it is printed
-// with its WriteText(io.Writer) error method when it has one, else as
-// indented JSON.
-type ProfileAnalyzer func(name string, data []byte) (result any, ok bool)
-
-// ProfileAnalyzers are tried in order on inputs that are not panics. The
-// goroutine-profile package appends to it from its init function.
-var ProfileAnalyzers []ProfileAnalyzer
 
 // Report is the JSON output of `sidecar analyze -json`.
 type Report struct {
@@ -58,39 +50,44 @@ type Failure struct {
 	Error string `json:"error"`
 }
 
-// Profile is the result of a ProfileAnalyzer for one input.
+// Profile is a goroutine profile or debug=2 dump, grouped.
 type Profile struct {
-	File   string `json:"file"`
-	Result any    `json:"result"`
+	File   string               `json:"file"`
+	Result *goroutines.Snapshot `json:"result"`
 }
 
-// Run runs the analyze subcommand with args (without "analyze"). Usage
-// errors and unreadable named paths return an error; files that do not
-// parse are reported as failures, not errors.
-func Run(args []string, stdout, stderr io.Writer) error {
+// Run runs the analyze subcommand with args (without "analyze"); the path
+// "-" reads stdin. Usage errors and unreadable named paths return an
+// error; inputs that hold nothing to analyze are reported as failures.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("analyze", flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	asJSON := fset.Bool("json", false, "print JSON (groups, failures) instead of a table")
+	asJSON := fset.Bool("json", false, "print JSON (groups, failures, profiles) instead of a table")
 	pattern := fset.String("pattern", DefaultPattern, "file name pattern looked for in folders")
-	maxBytes := fset.Int64("max-bytes", stacktrace.DefaultMaxBytes, "bytes of each file parsed as a panic")
+	maxBytes := fset.Int64("max-bytes", stacktrace.DefaultMaxBytes, "bytes of each panic file parsed")
 	showFiles := fset.Int("show-files", 5, "files listed per group in the table")
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sidecar analyze [-json] PATH...\n\n"+
-			"Groups Go panics in stacktrace files (folders are searched for %s;\n"+
-			"files named explicitly are read whatever their name).\n\n", DefaultPattern)
+			"Groups the Go panics and fatal errors in stacktrace files, log files\n"+
+			"and log streams (PATH \"-\" is stdin), and summarises goroutine profiles\n"+
+			"and debug=2 dumps. Folders are searched for %s; files named\n"+
+			"explicitly are read whatever their name.\n\n", DefaultPattern)
 		fset.PrintDefaults()
 	}
 	if err := fset.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return cli.Usagef("analyze: %v", err)
 	}
 	if fset.NArg() == 0 {
 		fset.Usage()
-		return errors.New("analyze: no PATH given")
+		return cli.Usagef("analyze: no PATH given")
 	}
 	if _, err := filepath.Match(*pattern, ""); err != nil {
-		return fmt.Errorf("analyze: bad -pattern: %w", err)
+		return cli.Usagef("analyze: bad -pattern: %v", err)
 	}
-	rep, err := Analyze(context.Background(), fset.Args(), Options{Pattern: *pattern, MaxBytes: *maxBytes})
+	rep, err := Analyze(ctx, fset.Args(), Options{Pattern: *pattern, MaxBytes: *maxBytes, Stdin: stdin})
 	if rep != nil {
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
@@ -107,8 +104,9 @@ func Run(args []string, stdout, stderr io.Writer) error {
 
 // Options tunes Analyze.
 type Options struct {
-	Pattern  string // DefaultPattern when empty
-	MaxBytes int64  // stacktrace.DefaultMaxBytes when <= 0
+	Pattern  string    // DefaultPattern when empty
+	MaxBytes int64     // stacktrace.DefaultMaxBytes when <= 0
+	Stdin    io.Reader // read for the path "-"
 }
 
 // Analyze parses and groups every input under paths. It returns the report
@@ -128,6 +126,7 @@ func Analyze(ctx context.Context, paths []string, opt Options) (*Report, error) 
 			errs = append(errs, err)
 		}
 		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
 			break
 		}
 	}
@@ -142,12 +141,20 @@ type analyzer struct {
 }
 
 func (a *analyzer) path(ctx context.Context, root string) error {
+	if root == "-" {
+		if a.opt.Stdin == nil {
+			return errors.New("analyze: no stdin to read")
+		}
+		a.rep.Files++
+		a.input(ctx, "-", a.opt.Stdin, crash.File{Path: "-", ModTime: time.Now()}, true)
+		return nil
+	}
 	fi, err := os.Stat(root)
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
 	if !fi.IsDir() {
-		a.file(root, fi, true)
+		a.file(ctx, root, fi, true)
 		return nil
 	}
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -178,7 +185,7 @@ func (a *analyzer) path(ctx context.Context, root string) error {
 		if !fi.Mode().IsRegular() {
 			return nil
 		}
-		a.file(p, fi, false)
+		a.file(ctx, p, fi, false)
 		return nil
 	})
 }
@@ -187,65 +194,86 @@ func (a *analyzer) fail(p string, err error) {
 	a.rep.Failures = append(a.rep.Failures, Failure{File: p, Error: err.Error()})
 }
 
-// file analyzes one input. explicit inputs (named on the command line) that
-// are not panics go on to the profile analyzers; files found by walking a
-// folder match the stacktrace pattern and are read as panics only.
-func (a *analyzer) file(p string, fi fs.FileInfo, explicit bool) {
+// file analyzes one file. Files found by walking a folder match the
+// stacktrace pattern and are read for panics only; files named on the
+// command line may also be goroutine profiles and dumps.
+func (a *analyzer) file(ctx context.Context, p string, fi fs.FileInfo, explicit bool) {
 	a.rep.Files++
-	data, err := readHead(p, fi.Size(), a.opt.MaxBytes)
+	// Symlinks named or found are followed: this is the developer's own
+	// copy, not a watched directory.
+	f, err := os.Open(p)
 	if err != nil {
 		a.fail(p, err)
 		return
 	}
-	pn, perr := stacktrace.Parse(bytes.NewReader(data), a.opt.MaxBytes)
-	if perr == nil {
-		sig := crash.Classify(pn)
-		example := string(data[:min(len(data), crash.MaxExampleBytes)])
-		a.groups.Add(sig, crash.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}, example)
-		return
-	}
-	if explicit && len(ProfileAnalyzers) > 0 {
-		if int64(len(data)) > a.opt.MaxBytes {
-			// The panic parser saw the head only; a profile needs it whole.
-			if data, err = readHead(p, fi.Size(), MaxProfileBytes); err != nil {
-				a.fail(p, err)
-				return
-			}
-		}
-		for _, pa := range ProfileAnalyzers {
-			if res, ok := pa(p, data); ok {
-				a.rep.Profiles = append(a.rep.Profiles, Profile{File: p, Result: res})
-				return
-			}
-		}
-	}
-	a.fail(p, perr)
+	defer f.Close()
+	a.input(ctx, p, f, crash.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}, explicit)
 }
 
-// readHead reads at most limit+1 bytes of the file at p, so that a caller
-// can tell a file of exactly limit bytes from a longer one. size, the
-// file's size when it was listed, sizes the buffer: one read for the
-// usual small file.
-func readHead(p string, size, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+// input sniffs one input and analyzes it as what it is: a goroutine
+// profile or debug=2 dump (explicit inputs only), a panic file, or log text
+// holding any number of traces.
+func (a *analyzer) input(ctx context.Context, name string, r io.Reader, file crash.File, explicit bool) {
+	br := bufio.NewReaderSize(r, int(a.opt.MaxBytes)+1)
+	head, err := br.Peek(int(a.opt.MaxBytes) + 1)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		a.fail(name, err)
+		return
 	}
-	defer f.Close()
-	buf := make([]byte, min(max(size, 0), limit)+1)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if n == len(buf) && int64(n) <= limit {
-		// The file grew since it was listed: read on up to the limit.
-		rest, err := io.ReadAll(io.LimitReader(f, limit+1-int64(n)))
+	if _, ok := goroutines.Detect(head); ok && explicit {
+		data, err := io.ReadAll(io.LimitReader(br, MaxProfileBytes))
 		if err != nil {
-			return nil, err
+			a.fail(name, err)
+			return
 		}
-		return append(buf, rest...), nil
+		snap, err := goroutines.ParseAny(data)
+		if err != nil {
+			a.fail(name, err)
+			return
+		}
+		a.rep.Profiles = append(a.rep.Profiles, Profile{File: name, Result: snap})
+		return
 	}
-	return buf[:n], nil
+	// A panic file as the game server writes it, read as the sidecar does.
+	one, perr := stacktrace.Parse(bytes.NewReader(head), a.opt.MaxBytes)
+	// Log text: every trace in it.
+	var traces []traceback.Trace
+	sc := traceback.NewScanner(br)
+	for sc.Scan() && ctx.Err() == nil {
+		traces = append(traces, sc.Trace())
+	}
+	if err := sc.Err(); err != nil {
+		a.fail(name, err)
+	}
+	if perr == nil && len(traces) <= 1 {
+		a.add(one, file, head)
+		return
+	}
+	n := 0
+	for _, t := range traces {
+		p, err := stacktrace.ParseBytes(t.Text)
+		if err != nil {
+			a.fail(fmt.Sprintf("%s:%d", name, t.Line), err)
+			continue
+		}
+		p.Time = t.Time
+		tf := file
+		tf.Path = fmt.Sprintf("%s:%d", name, t.Line)
+		a.add(p, tf, t.Text)
+		n++
+	}
+	if n == 0 && len(traces) == 0 {
+		a.fail(name, perr)
+	}
+}
+
+// add groups one panic; its own time, when it has one, is when it was seen.
+func (a *analyzer) add(p *stacktrace.Panic, f crash.File, text []byte) {
+	if !p.Time.IsZero() {
+		f.ModTime = p.Time
+	}
+	example := string(text[:min(len(text), crash.MaxExampleBytes)])
+	a.groups.Add(crash.Classify(p), f, example)
 }
 
 // WriteText prints rep as a summary table followed by one block per group.
@@ -291,23 +319,13 @@ func WriteText(w io.Writer, rep *Report, showFiles int) error {
 	}
 	for _, p := range rep.Profiles {
 		fmt.Fprintf(&b, "\nprofile %s:\n", p.File)
-		if wt, ok := p.Result.(interface{ WriteText(io.Writer) error }); ok {
-			if _, err := io.WriteString(w, b.String()); err != nil {
-				return err
-			}
-			b.Reset()
-			if err := wt.WriteText(w); err != nil {
-				return err
-			}
-			continue
-		}
-		js, err := json.MarshalIndent(p.Result, "  ", "  ")
-		if err != nil {
+		if _, err := io.WriteString(w, b.String()); err != nil {
 			return err
 		}
-		b.WriteString("  ")
-		b.Write(js)
-		b.WriteByte('\n')
+		b.Reset()
+		if err := goroutines.WriteText(w, p.Result); err != nil {
+			return err
+		}
 	}
 	if len(rep.Failures) > 0 {
 		b.WriteString("\nnot analyzed:\n")

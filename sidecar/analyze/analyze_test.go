@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,7 +102,7 @@ type jsonReport struct {
 func runJSON(t *testing.T, args ...string) (jsonReport, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err := Run(append([]string{"-json"}, args...), &out, &errOut)
+	err := Run(context.Background(), append([]string{"-json"}, args...), nil, &out, &errOut)
 	var rep jsonReport
 	if out.Len() > 0 {
 		if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
@@ -231,7 +232,7 @@ func TestAnalyzeFolderJSON(t *testing.T) {
 func TestAnalyzeText(t *testing.T) {
 	dir, _, _ := podCopy(t)
 	var out, errOut bytes.Buffer
-	if err := Run([]string{"-show-files", "2", dir}, &out, &errOut); err != nil {
+	if err := Run(context.Background(), []string{"-show-files", "2", dir}, nil, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -286,7 +287,7 @@ func TestAnalyzeUsageErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			if err := Run(tc.args, &out, &errOut); err == nil {
+			if err := Run(context.Background(), tc.args, nil, &out, &errOut); err == nil {
 				t.Fatal("no error")
 			}
 			if !strings.Contains(errOut.String(), tc.stderr) {
@@ -352,57 +353,47 @@ func TestAnalyzeHugeFiles(t *testing.T) {
 }
 
 // profileResult is what the test's profile analyzer returns.
-type profileResult struct {
-	Goroutines int `json:"goroutines"`
-}
-
-func (p profileResult) WriteText(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "  %d goroutines\n", p.Goroutines)
-	return err
-}
-
-func TestProfileAnalyzers(t *testing.T) {
-	saved := ProfileAnalyzers
-	t.Cleanup(func() { ProfileAnalyzers = saved })
-	var seen []string
-	ProfileAnalyzers = []ProfileAnalyzer{
-		func(name string, data []byte) (any, bool) { seen = append(seen, name); return nil, false },
-		func(name string, data []byte) (any, bool) {
-			n, ok := bytes.CutPrefix(data, []byte("test profile: "))
-			if !ok {
-				return nil, false
-			}
-			return profileResult{Goroutines: len(n)}, true
-		},
-	}
+// A goroutine profile and a debug=2 dump named on the command line are
+// grouped as goroutines; the same bytes found in a folder under the
+// stacktrace pattern are not panics.
+func TestProfiles(t *testing.T) {
 	dir := t.TempDir()
-	prof := filepath.Join(dir, "goroutine.pb")
-	if err := os.WriteFile(prof, []byte("test profile: 12345"), 0o644); err != nil {
+	prof := filepath.Join(dir, "goroutine.pb.gz")
+	dump := filepath.Join(dir, "goroutine.debug2.txt")
+	var pb, d2 bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&pb, 0); err != nil {
 		t.Fatal(err)
 	}
-	// The same bytes under the stacktrace pattern in a folder are a failure:
-	// only explicit inputs go to the profile analyzers.
+	if err := pprof.Lookup("goroutine").WriteTo(&d2, 2); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{prof: pb.Bytes(), dump: d2.Bytes()} {
+		if err := os.WriteFile(name, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sub := filepath.Join(dir, "log")
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, prof, filepath.Join(sub, "x.stacktrace.log"))
-	rep, err := runJSON(t, prof, sub)
+	copyFile(t, dump, filepath.Join(sub, "x.stacktrace.log"))
+	rep, err := runJSON(t, prof, dump)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Profiles) != 1 || rep.Profiles[0]["file"] != prof ||
-		rep.Profiles[0]["result"].(map[string]any)["goroutines"] != 5.0 {
-		t.Errorf("profiles: %v", rep.Profiles)
+	if len(rep.Profiles) != 2 || len(rep.Groups) != 0 || len(rep.Failures) != 0 {
+		t.Fatalf("profiles %v, groups %v, failures %v", rep.Profiles, rep.Groups, rep.Failures)
 	}
-	if len(rep.Failures) != 1 || len(seen) != 1 || seen[0] != prof {
-		t.Errorf("failures %v, analyzers saw %v", rep.Failures, seen)
+	for _, p := range rep.Profiles {
+		if total := p["result"].(map[string]any)["total"].(float64); total < 2 {
+			t.Errorf("%s: %v goroutines", p["file"], total)
+		}
 	}
 	var out bytes.Buffer
-	if err := Run([]string{prof}, &out, io.Discard); err != nil {
+	if err := Run(context.Background(), []string{dump}, nil, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "profile "+prof+":\n  5 goroutines\n") {
+	if !strings.Contains(out.String(), "profile "+dump+":\n") || !strings.Contains(out.String(), "goroutines in") {
 		t.Errorf("text:\n%s", out.String())
 	}
 }
@@ -469,37 +460,6 @@ func BenchmarkAnalyzeFolder(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*(files+1))/b.Elapsed().Seconds(), "files/s")
-}
-
-// readHead is right whatever the listed size says: files grow and shrink
-// between the listing and the read.
-func TestReadHead(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f")
-	content := []byte(strings.Repeat("0123456789", 10)) // 100 bytes
-	if err := os.WriteFile(p, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		size, limit int64
-		want        int
-	}{
-		{100, 1000, 100}, // as listed
-		{0, 1000, 100},   // grew since listed (was empty)
-		{40, 1000, 100},  // grew
-		{500, 1000, 100}, // shrank
-		{100, 100, 100},  // exactly the limit: not longer
-		{100, 99, 100},   // one over: limit+1 bytes tell the caller
-		{100, 10, 11},
-		{0, 10, 11},
-	} {
-		got, err := readHead(p, tc.size, tc.limit)
-		if err != nil || len(got) != tc.want || !bytes.Equal(got, content[:tc.want]) {
-			t.Errorf("size %d limit %d: %d bytes, %v; want %d", tc.size, tc.limit, len(got), err, tc.want)
-		}
-	}
-	if _, err := readHead(filepath.Join(t.TempDir(), "missing"), 0, 10); err == nil {
-		t.Error("missing file: no error")
-	}
 }
 
 func TestAnalyzeCancelled(t *testing.T) {

@@ -162,7 +162,7 @@ func TestAnalyzeLegacyServers(t *testing.T) {
 	}
 	if t.Failed() || testing.Verbose() {
 		var text bytes.Buffer
-		_ = Run([]string{wildDir, goldDir}, &text, os.Stderr)
+		_ = Run(context.Background(), []string{wildDir, goldDir}, nil, &text, os.Stderr)
 		t.Logf("analyze output:\n%s", text.String())
 	}
 }

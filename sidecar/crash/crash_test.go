@@ -120,7 +120,7 @@ func TestClassifyRealTraces(t *testing.T) {
 		{"http_serving", stacktrace.KindNilDereference, "clientWrite", "onWildDigBetClientResp", true},
 		// A throw: no panic( frame; internal/runtime/maps is skipped; the
 		// goroutine's creator is the caller.
-		{"concurrent_map_writes", stacktrace.KindConcurrentMapWrites, "crasher.func8", "crasher", false},
+		{"concurrent_map_writes", stacktrace.KindFatal, "crasher.func8", "crasher", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.shape, func(t *testing.T) {

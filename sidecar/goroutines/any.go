@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // ErrUnknownFormat is returned by ParseAny for input that is neither a pprof
@@ -21,13 +23,9 @@ func Detect(data []byte) (Format, bool) {
 		return FormatProfile, true
 	}
 	text := bytes.TrimLeft(data, " \t\r\n")
-	if bytes.HasPrefix(text, prefixGoroutine) {
-		first := text
-		if i := bytes.IndexByte(first, '\n'); i >= 0 {
-			first = first[:i]
-		}
-		first = bytes.TrimSuffix(first, []byte{'\r'})
-		if bytes.HasSuffix(first, []byte("]:")) && bytes.IndexByte(first, '[') > 0 {
+	if bytes.HasPrefix(text, []byte("goroutine ")) {
+		first, _, _ := bytes.Cut(text, []byte{'\n'})
+		if _, _, ok := traceback.ParseHeader(bytes.TrimSuffix(first, []byte{'\r'})); ok {
 			return FormatDebug2, true
 		}
 		return "", false

@@ -58,11 +58,6 @@ type debug2Parser struct {
 	pending []byte // function line waiting for its file:line
 }
 
-var (
-	prefixGoroutine = []byte("goroutine ")
-	prefixCreatedBy = []byte("created by ")
-)
-
 func (p *debug2Parser) parse(data []byte) error {
 	lineNo := 0
 	for len(data) > 0 {
@@ -73,7 +68,9 @@ func (p *debug2Parser) parse(data []byte) error {
 		} else {
 			line, data = data, nil
 		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
 		if err := p.line(line); err != nil {
 			return fmt.Errorf("goroutines: debug=2 line %d: %w", lineNo, err)
 		}
@@ -82,74 +79,48 @@ func (p *debug2Parser) parse(data []byte) error {
 }
 
 func (p *debug2Parser) line(line []byte) error {
-	if bytes.HasPrefix(line, prefixGoroutine) {
+	l := traceback.Classify(line)
+	if l.Kind == traceback.Header {
 		if err := p.end(); err != nil {
 			return err
 		}
-		return p.header(line)
+		p.header(l.Name)
+		return nil
 	}
 	if !p.in {
 		return nil // preamble, e.g. the panic message
 	}
-	switch {
-	case len(line) == 0:
+	switch l.Kind {
+	case traceback.Blank:
 		return p.end()
-	case line[0] == '\t':
+	case traceback.File:
 		if p.pending == nil {
 			return errors.New("file:line without a function")
 		}
-		file, n, err := parseFileLine(line[1:])
-		if err != nil {
-			return err
-		}
-		p.frames = append(p.frames, span{p.pending, file})
-		p.lines = append(p.lines, n)
+		p.frames = append(p.frames, span{p.pending, l.Name})
+		p.lines = append(p.lines, l.N)
 		p.pending = nil
 		return nil
-	case p.pending != nil:
-		return fmt.Errorf("function %q has no file:line", p.pending)
-	case bytes.HasPrefix(line, prefixCreatedBy):
-		fn := line[len(prefixCreatedBy):]
-		if i := bytes.Index(fn, []byte(" in goroutine ")); i >= 0 {
-			fn = fn[:i]
-		}
-		if len(fn) == 0 {
-			return errors.New("empty created by")
-		}
-		p.pending = fn
-		return nil
-	case line[0] == '.' && bytes.HasSuffix(line, []byte("elided...")),
-		line[0] == '[' && bytes.HasPrefix(line, []byte("[originating from goroutine ")):
+	case traceback.Elided, traceback.Ancestor:
 		return nil
 	}
-	// A call: "pkg.fn(args)" or "pkg.fn(...)".
-	if line[len(line)-1] != ')' {
-		return fmt.Errorf("not a frame: %q", truncate(line))
+	if p.pending != nil {
+		return fmt.Errorf("function %q has no file:line", truncate(p.pending))
 	}
-	i := bytes.LastIndexByte(line, '(')
-	if i <= 0 {
-		return fmt.Errorf("not a frame: %q", truncate(line))
+	switch l.Kind {
+	case traceback.Call, traceback.CreatedBy:
+		p.pending = l.Name
+		return nil
 	}
-	p.pending = line[:i]
-	return nil
+	if line[0] == '\t' {
+		return fmt.Errorf("malformed file:line %q", truncate(line))
+	}
+	return fmt.Errorf("not a frame: %q", truncate(line))
 }
 
-// header reads "goroutine 18 [chan send, 5 minutes]:", also with Go 1.23's
-// "gp=0x... m=..." fields before the bracket.
-func (p *debug2Parser) header(line []byte) error {
-	rest := line[len(prefixGoroutine):]
-	open := bytes.IndexByte(rest, '[')
-	if open < 0 || !bytes.HasSuffix(rest, []byte("]:")) || open > len(rest)-2 {
-		return fmt.Errorf("malformed goroutine header %q", truncate(line))
-	}
-	id := rest[:open]
-	if sp := bytes.IndexByte(id, ' '); sp >= 0 {
-		id = id[:sp]
-	}
-	if _, err := strconv.ParseUint(string(id), 10, 64); err != nil {
-		return fmt.Errorf("malformed goroutine id in %q", truncate(line))
-	}
-	state := rest[open+1 : len(rest)-2]
+// header starts a goroutine with the state of its header,
+// "chan send, 5 minutes, locked to thread".
+func (p *debug2Parser) header(state []byte) {
 	p.in, p.frames, p.lines, p.pending, p.minutes = true, p.frames[:0], p.lines[:0], nil, 0
 	p.wait = state
 	// "select, 5 minutes, locked to thread": the first field is the state.
@@ -163,7 +134,6 @@ func (p *debug2Parser) header(line []byte) error {
 			}
 		}
 	}
-	return nil
 }
 
 // end closes the goroutine being read and adds it to its group.
@@ -199,23 +169,6 @@ func (p *debug2Parser) endAt(atEOF bool) error {
 	g.Count++
 	g.WaitMinutes = max(g.WaitMinutes, p.minutes)
 	return nil
-}
-
-// parseFileLine reads "/path/file.go:123 +0x1d" (the offset is absent for
-// inlined frames).
-func parseFileLine(b []byte) ([]byte, int, error) {
-	if i := bytes.Index(b, []byte(" +0x")); i >= 0 {
-		b = b[:i]
-	}
-	c := bytes.LastIndexByte(b, ':')
-	if c <= 0 {
-		return nil, 0, fmt.Errorf("malformed file:line %q", truncate(b))
-	}
-	n, err := strconv.Atoi(string(b[c+1:]))
-	if err != nil || n < 0 {
-		return nil, 0, fmt.Errorf("malformed line number in %q", truncate(b))
-	}
-	return b[:c], n, nil
 }
 
 func (h *keyHash) frameBytes(function, file []byte, line int) {

@@ -56,6 +56,16 @@ func clientWriteIface(w io.Writer, data []byte, size int) error {
 //go:noinline
 func onWildDigBetClientResp(s *Session) { _ = clientWrite(s, make([]byte, 0x56, 0x80), 0x56) }
 
+// overflow recurses until the runtime's stack limit stops it: n only grows.
+//
+//go:noinline
+func overflow(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return overflow(n+1) + 1
+}
+
 //go:noinline
 func onBetIface(w io.Writer) { _ = clientWriteIface(w, make([]byte, 0x56, 0x80), 0x56) }
 
@@ -168,6 +178,9 @@ func crash(shape string) {
 			}()
 		}
 		time.Sleep(20 * time.Second)
+	case "stack_overflow":
+		debug.SetMaxStack(1 << 20)
+		sink = overflow(1)
 	case "unlock_unlocked":
 		var mu sync.Mutex
 		mu.Unlock()

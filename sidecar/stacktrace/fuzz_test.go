@@ -12,7 +12,7 @@ import (
 
 var kinds = map[string]bool{
 	KindNilDereference: true, KindIndexOutOfRange: true, KindClosedChannel: true, KindNilMapWrite: true,
-	KindDivideByZero: true, KindTypeAssertion: true, KindConcurrentMapWrites: true, KindFatalError: true,
+	KindDivideByZero: true, KindTypeAssertion: true, KindFatal: true,
 	KindCustom: true,
 }
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stackwatch/stackwatch/sidecar/traceback"
@@ -47,15 +48,18 @@ var (
 
 // Kinds of panic, the values of Panic.Kind.
 const (
-	KindNilDereference      = "nil_dereference"
-	KindIndexOutOfRange     = "index_out_of_range"
-	KindClosedChannel       = "closed_channel"
-	KindNilMapWrite         = "nil_map_write"
-	KindDivideByZero        = "divide_by_zero"
-	KindTypeAssertion       = "type_assertion"
-	KindConcurrentMapWrites = "concurrent_map_writes"
-	KindFatalError          = "fatal_error"
-	KindCustom              = "custom"
+	KindNilDereference  = "nil_dereference"
+	KindIndexOutOfRange = "index_out_of_range"
+	KindClosedChannel   = "closed_channel"
+	KindNilMapWrite     = "nil_map_write"
+	KindDivideByZero    = "divide_by_zero"
+	KindTypeAssertion   = "type_assertion"
+	// KindFatal is a crash recover cannot stop: a "fatal error:" throw
+	// (concurrent map writes, stack overflow, out of memory, deadlock), a
+	// fatal signal ("SIGSEGV: segmentation violation" in cgo, "SIGABRT:
+	// abort") or a Windows exception. Message keeps the runtime's words.
+	KindFatal  = "fatal"
+	KindCustom = "custom"
 )
 
 // Panic is one parsed panic.
@@ -69,8 +73,12 @@ type Panic struct {
 	Nested []string
 	// Kind is one of the Kind* constants, derived from Message.
 	Kind string
-	// Fatal is set for a "fatal error:" throw, which cannot be recovered.
+	// Fatal is set for the crashes of KindFatal, which cannot be recovered.
 	Fatal bool
+	// Time is when the crash was logged, when the trace carries a
+	// timestamp: the log prefix of a trace read out of a log stream.
+	// Zero otherwise.
+	Time time.Time
 	// Recovered and Repanicked mirror the runtime's " [recovered]" and
 	// " [recovered, repanicked]" suffixes.
 	Recovered, Repanicked bool
@@ -80,6 +88,8 @@ type Panic struct {
 	// HTTPServing is the remote address of "http: panic serving ADDR: ...".
 	HTTPServing string
 	// Goroutines in printed order; Goroutines[0] is the one that panicked.
+	// A Windows exception prints the crashing goroutine's frames without a
+	// header: that goroutine has ID 0 and State "exception".
 	Goroutines []Goroutine
 	// Truncated is set when the input was longer than the byte limit and
 	// only its head was parsed.
@@ -174,6 +184,26 @@ func parse(b []byte, truncated bool) (*Panic, error) {
 	if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
 		return nil, ErrBinary
 	}
+	p, err := parseText(b, truncated)
+	if err == nil || err == ErrBinary {
+		return p, err
+	}
+	// Not a bare trace: perhaps one inside log text (a prefix on every
+	// line, an escaped field). The first one found is the panic.
+	sc := traceback.NewScanner(bytes.NewReader(b))
+	if !sc.Scan() {
+		return nil, err
+	}
+	t := sc.Trace()
+	q, qerr := parseText(t.Text, truncated || t.Truncated)
+	if qerr != nil {
+		return nil, err
+	}
+	q.Time = t.Time
+	return q, nil
+}
+
+func parseText(b []byte, truncated bool) (*Panic, error) {
 	// One copy; every string in the result is a substring of it.
 	p := &parser{s: string(b), out: &Panic{Truncated: truncated}}
 	return p.run()
@@ -202,6 +232,8 @@ type parser struct {
 	hasPending bool
 	created    bool // pending is the CreatedBy frame
 	sawPanic   bool // a "panic:" or "fatal error:" or "http: panic serving" line was seen
+	exception  bool // an "Exception 0x..." line was seen: frames may come without a header
+	newstack   bool // a "runtime stack:" block ran through runtime.newstack: a stack overflow
 	// plainLines counts header lines taken as the panic value without a
 	// "panic:" prefix, otherLines the header lines ignored.
 	plainLines, otherLines int
@@ -255,9 +287,47 @@ func (p *parser) run() (*Panic, error) {
 		// "goroutine N [running]:" and nothing after it.
 		return nil, ErrIncomplete
 	}
+	if p.msgFrom != msgPanic {
+		p.inferFatal()
+		out.Message = p.message()
+	}
 	out.Kind = kindOf(out.Message, out.Fatal)
 	out.Partial = !strings.HasSuffix(p.s, "\n") || looksCut(out.Goroutines[0])
 	return out, nil
+}
+
+// inferFatal recognises a fatal error whose "fatal error:" line is
+// missing. The runtime prints that line before it starts dying, and only
+// what it prints while dying is copied to runtime/debug.SetCrashOutput's
+// file (runtime.writeErrData, Go 1.23 to 1.26): a crash file holds the
+// goroutines but not the message. The message is then inferred from where
+// the runtime threw.
+func (p *parser) inferFatal() {
+	frames := p.out.Goroutines[0].Frames
+	top, next := "", ""
+	if len(frames) > 0 {
+		top = frames[0].Function
+	}
+	if len(frames) > 1 {
+		next = frames[1].Function
+	}
+	thrown := top == "runtime.throw" || top == "runtime.fatal" || top == "runtime.fatalthrow" || top == "sync.fatal"
+	var msg string
+	switch {
+	case p.newstack:
+		msg = "stack overflow"
+	case top == "internal/runtime/maps.fatal" || thrown && strings.HasPrefix(next, "runtime.map"):
+		// The map code's throws are all "concurrent map ...": writes
+		// (25 of the 42 in Go 1.26), reads or iteration during a write.
+		// The frames cannot tell them apart.
+		msg = "concurrent map writes"
+	case thrown:
+		msg = "unknown fatal error (the crash output lacks the runtime's message)"
+	default:
+		return
+	}
+	p.out.Fatal = true
+	p.setMessage(msg, msgPanic)
 }
 
 // looksCut reports whether g's traceback stops before its end. Go ends
@@ -297,7 +367,7 @@ func (p *parser) setMessage(m string, from msgSource) {
 
 func (p *parser) line(line string) {
 	// A goroutine header ends any section.
-	if id, state, ok := parseGoroutineHeader(line); ok {
+	if id, state, ok := traceback.ParseHeader(line); ok {
 		p.flush()
 		p.out.Goroutines = append(p.out.Goroutines, Goroutine{ID: id, State: state})
 		p.g = &p.out.Goroutines[len(p.out.Goroutines)-1]
@@ -312,6 +382,8 @@ func (p *parser) line(line string) {
 	case secSkip:
 		if line == "" {
 			p.sec = secHeader
+		} else if strings.HasPrefix(line, "runtime.newstack(") {
+			p.newstack = true
 		}
 	}
 }
@@ -363,6 +435,25 @@ func (p *parser) headerLine(line string) {
 			*n += "\n" + p.cutRecovered(line[1:])
 		}
 		return
+	}
+	if strings.HasPrefix(line, "Exception 0x") && p.msgFrom != msgPanic {
+		// A Windows exception (runtime/signal_windows.go winthrow): the
+		// crashing goroutine's frames follow with no goroutine header.
+		p.out.Fatal = true
+		p.exception = true
+		p.sawPanic = true
+		p.setMessage(line, msgPanic)
+		p.cont = contNone
+		return
+	}
+	if p.exception && len(p.out.Goroutines) == 0 {
+		if l := traceback.Classify(line); l.Kind == traceback.Call {
+			p.out.Goroutines = append(p.out.Goroutines, Goroutine{State: "exception"})
+			p.g = &p.out.Goroutines[0]
+			p.sec = secGoroutine
+			p.pending, p.hasPending = callFrame(l), true
+			return
+		}
 	}
 	if isSignalDeath(line) && p.msgFrom != msgPanic {
 		// "SIGQUIT: quit", "SIGABRT: abort": a signal the runtime does not
@@ -431,47 +522,49 @@ func (p *parser) panicLine(v string) {
 
 func (p *parser) frameLine(line string) {
 	g := p.g
-	switch {
-	case line == "":
+	l := traceback.Classify(line)
+	switch l.Kind {
+	case traceback.Blank:
 		p.flush()
 		p.sec = secHeader
 		return
-	case line[0] == '\t':
-		if !p.hasPending {
-			return // a file line without a function: ignore
+	case traceback.File:
+		if p.hasPending {
+			p.pending.File, p.pending.Line, p.pending.Offset = l.Name, l.N, l.Rest
+			p.flushPending()
 		}
-		p.pending.File, p.pending.Line, p.pending.Offset = parseFileLine(line[1:])
-		p.flushPending()
+		return
+	case traceback.Other:
+		// Register dumps, "goroutine running on other thread", "exit
+		// status 2", a cut file line: not part of a frame.
+		if line[0] != '\t' {
+			p.flushPending()
+		}
 		return
 	}
 	p.flushPending()
-	switch {
-	case strings.HasPrefix(line, "created by "):
-		fn := line[len("created by "):]
-		if i := strings.LastIndex(fn, " in goroutine "); i >= 0 {
-			g.CreatedByGoroutine = atoi(fn[i+len(" in goroutine "):])
-			fn = fn[:i]
-		}
-		if fn != "" && strings.IndexByte(fn, ' ') < 0 {
-			p.pending, p.hasPending, p.created = Frame{Function: fn, Pkg: traceback.PackageOf(fn)}, true, true
-		}
-	case strings.HasPrefix(line, "...") && strings.HasSuffix(line, " frames elided..."):
+	switch l.Kind {
+	case traceback.CreatedBy:
+		g.CreatedByGoroutine = l.N
+		p.pending, p.hasPending, p.created = Frame{Function: l.Name, Pkg: traceback.PackageOf(l.Name)}, true, true
+	case traceback.Elided:
 		g.FramesElided = true
-		g.Elided = atoi(line[3 : len(line)-len(" frames elided...")])
-	case line == "...additional frames elided...":
-		g.FramesElided = true
-	case strings.HasPrefix(line, "[originating from goroutine ") && strings.HasSuffix(line, "]:"):
-		id := atoi(line[len("[originating from goroutine ") : len(line)-2])
+		g.Elided = l.N
+	case traceback.Ancestor:
 		owner := &p.out.Goroutines[len(p.out.Goroutines)-1]
-		owner.Ancestors = append(owner.Ancestors, Goroutine{ID: id, State: "originating"})
+		owner.Ancestors = append(owner.Ancestors, Goroutine{ID: l.N, State: "originating"})
 		p.g = &owner.Ancestors[len(owner.Ancestors)-1]
-	default:
-		if f, ok := parseFuncLine(line); ok {
-			p.pending, p.hasPending = f, true
-		}
-		// Anything else (register dumps, "goroutine running on other
-		// thread", "exit status 2") is not part of a frame.
+	case traceback.Call:
+		p.pending, p.hasPending = callFrame(l), true
 	}
+}
+
+func callFrame(l traceback.Line[string]) Frame {
+	f := Frame{Function: l.Name, Pkg: traceback.PackageOf(l.Name), Inlined: l.Inlined}
+	if l.Rest != "" {
+		f.Args = traceback.SplitArgs(l.Rest)
+	}
+	return f
 }
 
 // flushPending stores the pending frame, with its file line or, in a cut
@@ -511,122 +604,11 @@ func isSignalDeath(line string) bool {
 	return true
 }
 
-// parseGoroutineHeader parses "goroutine 1 [running]:" and
-// "goroutine 1 gp=0xc000002380 m=0 mp=0x5a1b2c0 [running]:".
-func parseGoroutineHeader(line string) (id int, state string, ok bool) {
-	rest, ok := strings.CutPrefix(line, "goroutine ")
-	if !ok || !strings.HasSuffix(rest, "]:") {
-		return 0, "", false
-	}
-	n := 0
-	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-		n++
-	}
-	if n == 0 || n > 19 || n == len(rest) || rest[n] != ' ' {
-		return 0, "", false
-	}
-	id = atoi(rest[:n])
-	rest = rest[n+1:]
-	i := strings.IndexByte(rest, '[')
-	if i < 0 {
-		return 0, "", false
-	}
-	return id, rest[i+1 : len(rest)-2], true
-}
-
-// parseFuncLine parses "pkg.fn(args)" and "pkg.fn(...)".
-func parseFuncLine(line string) (Frame, bool) {
-	if !strings.HasSuffix(line, ")") {
-		return Frame{}, false
-	}
-	// Arguments hold no parentheses (hex words, braces, "?", "..."), the
-	// name may: "main.(*T).M(0x1)".
-	i := strings.LastIndexByte(line, '(')
-	if i <= 0 || strings.IndexByte(line[:i], ' ') >= 0 {
-		return Frame{}, false
-	}
-	fn, args := line[:i], line[i+1:len(line)-1]
-	f := Frame{Function: fn, Pkg: traceback.PackageOf(fn)}
-	if args == "..." {
-		f.Inlined = true
-	} else if args != "" {
-		f.Args = splitArgs(args)
-	}
-	return f, true
-}
-
-// splitArgs splits at top-level commas: "{0x0, 0x0}, 0x56" → ["{0x0, 0x0}", "0x56"].
-func splitArgs(s string) []string {
-	n, depth := 1, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				n++
-			}
-		}
-	}
-	out := make([]string, 0, n)
-	depth, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				out = append(out, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
-}
-
-// parseFileLine parses "/path/file.go:19 +0x3f", "/path/file.go:19" and
-// "/path/file.go:19 +0x3f fp=0x... sp=0x... pc=0x...". Paths may hold
-// spaces, so the line number is found from the right.
-func parseFileLine(s string) (file string, line int, offset string) {
-	if i := strings.Index(s, " fp="); i >= 0 {
-		s = s[:i]
-	}
-	if i := strings.LastIndex(s, " +0x"); i >= 0 {
-		offset = s[i+1:]
-		s = s[:i]
-	}
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return s, 0, offset
-	}
-	return s[:i], atoi(s[i+1:]), offset
-}
-
-// atoi parses a decimal prefix, saturating instead of overflowing; bad input gives 0.
-func atoi(s string) int {
-	n := 0
-	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		if n > (1<<62)/10 {
-			return 1 << 62
-		}
-		n = n*10 + int(s[i]-'0')
-	}
-	return n
-}
-
 // kindOf classifies a panic by its value. Runtime panics have fixed texts
 // (runtime/error.go, runtime/panic.go); everything else is custom.
 func kindOf(msg string, fatal bool) string {
 	if fatal {
-		if strings.HasPrefix(msg, "concurrent map ") {
-			// "concurrent map writes", "concurrent map read and map write", ...
-			return KindConcurrentMapWrites
-		}
-		return KindFatalError
+		return KindFatal
 	}
 	m := strings.TrimPrefix(msg, "runtime error: ")
 	switch {

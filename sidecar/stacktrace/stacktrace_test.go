@@ -11,8 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/maruel/panicparse/v2/stack"
+
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
 // want describes what a parse must yield. Zero fields are not checked,
@@ -99,11 +102,15 @@ var realShapes = []struct {
 	{"deep", nil, want{msg: "deep", kind: KindCustom, framesElided: true, elided: -1,
 		funcs: []string{"stacktrace.recurse", "stacktrace.recurse"}}},
 	{"concurrent_map_writes", nil, want{
-		msg: "concurrent map writes", kind: KindConcurrentMapWrites, fatal: true,
+		msg: "concurrent map writes", kind: KindFatal, fatal: true,
 		funcs: []string{"maps.fatal", "stacktrace.crash.func7"}, createdBy: "stacktrace.crash",
 	}},
+	{"stack_overflow", nil, want{
+		msg: "stack overflow", kind: KindFatal, fatal: true, framesElided: true, elided: -1,
+		funcs: []string{"stacktrace.overflow", "stacktrace.overflow"},
+	}},
 	{"unlock_unlocked", nil, want{
-		msg: "sync: unlock of unlocked mutex", kind: KindFatalError, fatal: true,
+		msg: "sync: unlock of unlocked mutex", kind: KindFatal, fatal: true,
 		funcs:   []string{"sync.fatal", "sync.(*Mutex).unlockSlow", "sync.(*Mutex).Unlock", "sync.(*Mutex).Unlock", "stacktrace.crash"},
 		inlined: []int{2, 3},
 	}},
@@ -117,7 +124,7 @@ var realShapes = []struct {
 		createdBy: "stacktrace.inGoroutine", createdByG: -1, ancestors: []int{-1, 1},
 	}},
 	{"sigquit", nil, want{
-		msg: "SIGQUIT: quit", signalPrefix: "SIGQUIT: quit", kind: KindFatalError, fatal: true, minGoroutines: 2,
+		msg: "SIGQUIT: quit", signalPrefix: "SIGQUIT: quit", kind: KindFatal, fatal: true, minGoroutines: 2,
 		g0ID: 1, state: "running", funcs: []string{"linux.Syscall6", "syscall.RawSyscall6"},
 	}},
 	{"nil_goroutine", []string{"GOTRACEBACK=system"}, want{
@@ -171,19 +178,19 @@ var staticShapes = []struct {
 	{"go1.14_additional_elided.txt", want{msg: "deep", kind: KindCustom, framesElided: true,
 		funcs: []string{"main.recurse", "main.recurse", "main.recurse"}, lines: []int{5, 7, 7}}},
 	{"go1.18_concurrent_map_writes.txt", want{
-		msg: "concurrent map writes", kind: KindConcurrentMapWrites, fatal: true, minGoroutines: 2, g0ID: 18,
+		msg: "concurrent map writes", kind: KindFatal, fatal: true, minGoroutines: 2, g0ID: 18,
 		funcs: []string{"runtime.throw", "runtime.mapassign_fast64", "task.(*ClientManager).Add"},
 		lines: []int{992, 102, 57}, createdBy: "task.StartClients",
 	}},
 	{"go1.20_runtime_stack.txt", want{
-		msg: "unexpected signal during runtime execution", kind: KindFatalError, fatal: true,
+		msg: "unexpected signal during runtime execution", kind: KindFatal, fatal: true,
 		signalPrefix: "SIGSEGV", g0ID: 7, state: "syscall",
 		funcs: []string{"runtime.cgocall", "codec._Cfunc_decode", "codec.Decode", "main.main.func1"},
 		lines: []int{157, 61, 20, 14}, inlined: []int{2},
 		createdBy: "main.main", createdByG: 1,
 	}},
 	{"go1.12_deadlock.txt", want{
-		msg: "all goroutines are asleep - deadlock!", kind: KindFatalError, fatal: true, state: "semacquire",
+		msg: "all goroutines are asleep - deadlock!", kind: KindFatal, fatal: true, state: "semacquire",
 		funcs: []string{"sync.runtime_Semacquire", "sync.(*WaitGroup).Wait", "main.main"},
 	}},
 	{"go1.19_http_serving.txt", want{
@@ -577,7 +584,8 @@ func TestShortFuncAndPkg(t *testing.T) {
 		{"crosscall2", "", "crosscall2"},
 	}
 	for _, tc := range tests {
-		f, ok := parseFuncLine(tc.fn + "(0x1)")
+		l := traceback.Classify(tc.fn + "(0x1)")
+		f, ok := callFrame(l), l.Kind == traceback.Call
 		if !ok || f.Pkg != tc.pkg || f.ShortFunc() != tc.short || f.Function != tc.fn {
 			t.Errorf("%s: ok %v, Func %q, Pkg %q, ShortFunc %q", tc.fn, ok, f.Function, f.Pkg, f.ShortFunc())
 		}
@@ -602,7 +610,7 @@ func TestHeaders(t *testing.T) {
 		{"goroutine 99999999999999999999999 [running]:", 0, "", false},
 	}
 	for _, tc := range tests {
-		id, state, ok := parseGoroutineHeader(tc.line)
+		id, state, ok := traceback.ParseHeader(tc.line)
 		if id != tc.id || state != tc.state || ok != tc.ok {
 			t.Errorf("%q: %d %q %v; want %d %q %v", tc.line, id, state, ok, tc.id, tc.state, tc.ok)
 		}
@@ -652,5 +660,45 @@ func TestParseMemoryBounded(t *testing.T) {
 	// The 1 MB read plus the parsed goroutines; measured ~14 MB.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
 		t.Errorf("parsing an endless input allocated %d MB", alloc>>20)
+	}
+}
+
+// A trace behind a log prefix parses as the bare trace does, with the time
+// the prefix carries: the sidecar reads such files too.
+func TestParseLogPrefixed(t *testing.T) {
+	b, err := os.ReadFile("testdata/go1.16_nil_method.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := ParseBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		prefix string
+		time   time.Time
+	}{
+		"cri":      {"2026-02-03T19:00:16.678Z stderr F ", time.Date(2026, 2, 3, 19, 0, 16, 678e6, time.UTC)},
+		"golog":    {"2026/02/03 19:00:16 ", time.Date(2026, 2, 3, 19, 0, 16, 0, time.UTC)},
+		"iso zone": {"2026-02-03 19:00:16.5+01:00 gameserver: ", time.Date(2026, 2, 3, 18, 0, 16, 5e8, time.UTC)},
+		"gutter":   {"  7 | ", time.Time{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var in strings.Builder
+			for _, l := range strings.SplitAfter(string(b), "\n") {
+				if l != "" {
+					in.WriteString(tc.prefix + l)
+				}
+			}
+			p, err := ParseBytes([]byte(in.String()))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, in.String())
+			}
+			if !p.Time.Equal(tc.time) || p.Message != bare.Message || p.Kind != bare.Kind ||
+				len(p.Goroutines[0].Frames) != len(bare.Goroutines[0].Frames) {
+				t.Errorf("time %v, message %q, kind %s, %d frames; want %v and the bare trace's",
+					p.Time, p.Message, p.Kind, len(p.Goroutines[0].Frames), tc.time)
+			}
+		})
 	}
 }

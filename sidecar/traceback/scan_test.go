@@ -1,0 +1,169 @@
+package traceback_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
+	"github.com/stackwatch/stackwatch/sidecar/traceback"
+)
+
+func scanAll(t testing.TB, in []byte) []traceback.Trace {
+	t.Helper()
+	var out []traceback.Trace
+	sc := traceback.NewScanner(bytes.NewReader(in))
+	for sc.Scan() {
+		tr := sc.Trace()
+		tr.Text = bytes.Clone(tr.Text)
+		out = append(out, tr)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// baseTraces are plain traces of several Go versions and shapes.
+func baseTraces(t testing.TB) map[string][]byte {
+	t.Helper()
+	names, err := filepath.Glob("../stacktrace/testdata/*.*")
+	if err != nil || len(names) == 0 {
+		t.Fatal("no base traces", err)
+	}
+	out := map[string][]byte{}
+	for _, n := range names {
+		if strings.Contains(n, "stacktrace.log") {
+			continue // the recover helper's files: no runtime panic header
+		}
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(n)] = b
+	}
+	return out
+}
+
+type summary struct {
+	Message string
+	Kind    string
+	Frames  []string
+	N       int
+}
+
+func summarize(p *stacktrace.Panic) summary {
+	s := summary{Message: p.Message, Kind: p.Kind, N: len(p.Goroutines)}
+	for _, f := range p.Goroutines[0].Frames {
+		s.Frames = append(s.Frames, f.String())
+	}
+	return s
+}
+
+// TestShapes: every base trace, in every shape a log system gives it,
+// reads back as the same panic, and so does a stream of all of them.
+func TestShapes(t *testing.T) {
+	bases := baseTraces(t)
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			var stream bytes.Buffer
+			var want []summary
+			for _, name := range slices.Sorted(mapsKeys(bases)) {
+				base := bases[name]
+				p0, err := stacktrace.ParseBytes(base)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				in := sh.fn(base)
+				got := scanAll(t, in)
+				if len(got) != 1 {
+					t.Errorf("%s: %d traces, want 1\n%s", name, len(got), in)
+					continue
+				}
+				p, err := stacktrace.ParseBytes(got[0].Text)
+				if err != nil {
+					t.Errorf("%s: %v\n%s", name, err, got[0].Text)
+					continue
+				}
+				if g, w := summarize(p), summarize(p0); !equal(g, w) {
+					t.Errorf("%s:\n got %+v\nwant %+v\ntext:\n%s", name, g, w, got[0].Text)
+				}
+				want = append(want, summarize(p0))
+				stream.WriteString("2026-02-03T19:00:15.000Z stdout F {\"level\":\"info\",\"msg\":\"server started\"}\n")
+				stream.Write(in)
+			}
+			got := scanAll(t, stream.Bytes())
+			if len(got) != len(want) {
+				t.Fatalf("stream of %d traces: found %d", len(want), len(got))
+			}
+			for i, tr := range got {
+				p, err := stacktrace.ParseBytes(tr.Text)
+				if err != nil || !equal(summarize(p), want[i]) {
+					t.Errorf("stream trace %d: %v %+v, want %+v", i, err, p, want[i])
+				}
+			}
+		})
+	}
+}
+
+func equal(a, b summary) bool {
+	return a.Message == b.Message && a.Kind == b.Kind && a.N == b.N && slices.Equal(a.Frames, b.Frames)
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestCorpus reads real traces pasted into public issues (their sources
+// are in testdata/corpus/README.md) and names each one's crash site and
+// message, as analyze and the sidecar group them.
+func TestCorpus(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, msg, site string
+	}{
+		{"windows-exception-jnigi73.log", "fatal", "Exception 0xc0000005 0x0 0x0 0x177800003b6", "demo/jnigi._Cfunc_dyn_JNI_CreateJavaVM"},
+		{"windows-exception-go11710.log", "fatal", "Exception 0xc0000005 0x8 0x0 0x0", "github.com/mattn/go-oci8._Cfunc_WrapOCIEnvCreate"},
+		// journald kept one frame before systemd's lines: nothing but panic().
+		{"journald-interleaved-systemd3277.log", "index_out_of_range", "runtime error: slice bounds out of range", "panic"},
+		{"klog-observed-panic-starboard627.log", "nil_dereference", "runtime error: invalid memory address or nil pointer dereference",
+			"github.com/aquasecurity/starboard/pkg/kube.(*logsReader).GetLogsByJobAndContainerName"},
+		{"terminal-indented-k8s32206.log", "nil_dereference", "runtime error: invalid memory address or nil pointer dereference",
+			"k8s.io/kubernetes/pkg/kubectl/cmd.handleAttachPod"},
+		{"cgo-fatal-signal-postfix16.log", "fatal", "unexpected signal during runtime execution",
+			"github.com/coreos/go-systemd/sdjournal._Cfunc_my_sd_journal_open"},
+		{"spaces-indented-harbor40.log", "index_out_of_range", "runtime error: index out of range",
+			"github.com/turnerlabs/harbor-compose/cmd.printMergedLogs"},
+		{"bare-errgroup-compose8506.log", "index_out_of_range", "runtime error: index out of range [1] with length 1",
+			"github.com/docker/compose-cli/pkg/compose.(*convergence).ensureService"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata/corpus", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := scanAll(t, b)
+			if len(got) != 1 {
+				t.Fatalf("%d traces, want 1", len(got))
+			}
+			p, err := stacktrace.ParseBytes(got[0].Text)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, got[0].Text)
+			}
+			sig := crash.Classify(p)
+			if p.Kind != tc.kind || p.Message != tc.msg || sig.Site.Function != tc.site {
+				t.Errorf("kind %q, message %q, site %q; want %q, %q, %q\n%s", p.Kind, p.Message, sig.Site.Function,
+					tc.kind, tc.msg, tc.site, got[0].Text)
+			}
+		})
+	}
+}
