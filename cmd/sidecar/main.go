@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var profiled webui.Profiler // nil without -target
 	if cfg.Target != "" {
 		pc := f.profiler
 		pc.Target, pc.Service, pc.DataDir, pc.Auth = cfg.Target, cfg.Service, cfg.DataDir, cfg.Auth
@@ -92,10 +93,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof.Register(sc.Mux())
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
-		ui.Attach(webui.SidecarCrashes(sc), prof)
-	} else {
-		ui.Attach(webui.SidecarCrashes(sc), nil)
+		profiled = prof
 	}
+	ui.Attach(webui.SidecarCrashes(sc), profiled)
 	sc.Mux().Handle("/", ui.Handler())
 	listen := f.listen
 	ln, err := net.Listen("tcp", listen)

@@ -24,7 +24,7 @@ import (
 
 // commands are the subcommands by name.
 var commands = map[string]cli.Command{
-	"analyze": adapt(analyze.Run),
+	"analyze": analyze.Run,
 	"dumps":   dumpcli.Run,
 	"report":  report.Run,
 }
@@ -60,11 +60,4 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Usagef("unknown command %q (%s)", fs.Arg(0), strings.Join(names, ", "))
 	}
 	return cmd(ctx, fs.Args()[1:], stdin, stdout, stderr)
-}
-
-// adapt runs a subcommand that does not take a context yet.
-func adapt(run func(args []string, stdout, stderr io.Writer) error) cli.Command {
-	return func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-		return run(args, stdout, stderr)
-	}
 }
