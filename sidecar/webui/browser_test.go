@@ -249,6 +249,14 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("flame graph does not show the reckon goroutines")
 	}
 	b.shot("flamegraph")
+	// pprof's other views load cleanly too (console errors are checked at the end).
+	for _, view := range []string{"top", "peek", "source"} {
+		b.do("open pprof "+view, chromedp.Navigate(s.URL+"/ui/dumps/"+captured+"/pprof/"+view),
+			chromedp.WaitVisible(chromedp.CSS("body")))
+		if title := eval[string](b, `document.title`); !strings.Contains(title, "goroutine") {
+			t.Errorf("pprof %s view titled %q", view, title)
+		}
+	}
 
 	// The diff of the dump before the load and the captured one shows the
 	// leaking group growing, on top.
