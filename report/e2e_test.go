@@ -446,14 +446,18 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	if !dumpLine {
 		t.Errorf("dump %s is not on the timeline %+v", dump.ID, r.Timeline)
 	}
-	// Without sidecars the crash sites come from Prometheus' crash_site label.
-	bare, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since})
+	// Without a sidecar that answers, the crash sites come from Prometheus'
+	// crash_site label, and the report says what it could not read.
+	bare, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since, Sidecars: []string{"http://127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(bare.CrashSites) == 0 || !strings.HasSuffix(bare.CrashSites[0].CrashSite.Function, "clientWrite") ||
 		bare.CrashSites[0].Count != wild.ownCount() {
 		t.Errorf("crash sites from Prometheus alone: %+v, want clientWrite ×%d", bare.CrashSites, wild.ownCount())
+	}
+	if len(bare.Warnings) != 1 || !strings.Contains(bare.Warnings[0], "127.0.0.1:1") {
+		t.Errorf("warnings %q, want the unreachable sidecar", bare.Warnings)
 	}
 	// Runbook links for every firing alert.
 	for _, a := range r.Firing {

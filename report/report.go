@@ -191,11 +191,9 @@ func Gather(ctx context.Context, opt Options) (*Report, error) {
 	if err := g.services(ctx); err != nil {
 		return nil, err
 	}
-	g.sidecars(ctx)
-	if len(opt.Sidecars) == 0 {
-		if err := g.crashSites(ctx); err != nil {
-			return nil, err
-		}
+	covered := g.sidecars(ctx)
+	if err := g.crashSites(ctx, covered); err != nil {
+		return nil, err
 	}
 	if err := g.alerts(ctx); err != nil {
 		return nil, err
@@ -457,8 +455,10 @@ func (g *gatherer) alerts(ctx context.Context) error {
 // alertStateLabel is the label of ALERTS that holds pending or firing.
 const alertStateLabel = "alertstate"
 
-// sidecars reads each sidecar's crash groups and dumps.
-func (g *gatherer) sidecars(ctx context.Context) {
+// sidecars reads each sidecar's crash groups and dumps, and returns the
+// services they answered for.
+func (g *gatherer) sidecars(ctx context.Context) map[string]bool {
+	covered := map[string]bool{}
 	for _, base := range g.opt.Sidecars {
 		base = strings.TrimSuffix(base, "/")
 		var crashes struct {
@@ -469,6 +469,7 @@ func (g *gatherer) sidecars(ctx context.Context) {
 			g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("sidecar %s: %v", base, err))
 			continue
 		}
+		covered[crashes.Service] = true
 		for _, grp := range crashes.Groups {
 			if !grp.LastSeen.Before(g.rep.From) {
 				g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{crashes.Service, grp})
@@ -491,20 +492,22 @@ func (g *gatherer) sidecars(ctx context.Context) {
 			}
 		}
 	}
-	slices.SortStableFunc(g.rep.CrashSites, func(a, b CrashSite) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Service, b.Service))
-	})
+	return covered
 }
 
 // crashSites lists the crash sites Prometheus knows (the bounded
-// crash_site label), for a report without sidecars: no caller, no trace.
-func (g *gatherer) crashSites(ctx context.Context) error {
+// crash_site label) for the services no sidecar answered for: no caller,
+// no trace.
+func (g *gatherer) crashSites(ctx context.Context, covered map[string]bool) error {
 	vec, err := g.instant(ctx, "Crash sites: panics in the window by site and kind",
 		g.windowCount(metrics.Panics, metrics.LabelService, metrics.LabelCrashSite, metrics.LabelKind)+" >= 0.5")
 	if err != nil {
 		return err
 	}
 	for _, s := range vec {
+		if covered[string(s.Metric[metrics.LabelService])] {
+			continue
+		}
 		n := float64(s.Value)
 		g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{string(s.Metric[metrics.LabelService]), crash.Group{
 			Kind: string(s.Metric[metrics.LabelKind]), CrashSite: crash.Site{Function: string(s.Metric[metrics.LabelCrashSite])},
