@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +17,10 @@ import (
 	"github.com/stackwatch/stackwatch/alerts"
 )
 
-const ruleFile = "stackwatch.rules.yml"
+const (
+	ruleFile = "stackwatch.rules.yml"
+	demoFile = "demo/stackwatch.rules.yml" // make demo's clock
+)
 
 // tool finds an external binary. In CI a missing binary fails the test;
 // elsewhere the test is skipped with a message.
@@ -44,23 +48,61 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 func TestRuleFileUpToDate(t *testing.T) {
-	want, err := alerts.Render(alerts.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(ruleFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is out of date with alerts.go; run `go generate ./alerts` (make generate)", ruleFile)
+	for file, c := range map[string]alerts.Config{ruleFile: alerts.Default(), demoFile: alerts.Demo()} {
+		want, err := alerts.Render(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is out of date with alerts.go; run `go generate ./alerts` (make generate)", file)
+		}
 	}
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
-	out := run(t, "promtool", "check", "rules", ruleFile)
-	if want := len(alerts.Names(alerts.Default())); !strings.Contains(out, "SUCCESS: "+strconv.Itoa(want)+" rules found") {
-		t.Fatalf("promtool found a different number of rules than the %d alerts:\n%s", want, out)
+	for _, file := range []string{ruleFile, demoFile} {
+		out := run(t, "promtool", "check", "rules", file)
+		if want := len(alerts.Names(alerts.Default())); !strings.Contains(out, "SUCCESS: "+strconv.Itoa(want)+" rules found") {
+			t.Fatalf("%s: promtool found a different number of rules than the %d alerts:\n%s", file, want, out)
+		}
+	}
+}
+
+// TestDemoIsTheShippedRulesFaster: the demo's rules differ from the shipped
+// ones only in their windows and for: durations, never in what they compare.
+func TestDemoIsTheShippedRulesFaster(t *testing.T) {
+	shipped, err := alerts.Groups(alerts.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := alerts.Groups(alerts.Demo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := regexp.MustCompile(`\[\d+[smh]\]|\b(last|for) \d+[smh]\b|\d+[smh]\)`)
+	for i, g := range shipped {
+		for j, r := range g.Rules {
+			d := demo[i].Rules[j]
+			if window.ReplaceAllString(r.Expr.String(), "W") != window.ReplaceAllString(d.Expr.String(), "W") {
+				t.Errorf("%s: demo expression differs beyond its windows:\n%s\n%s", r.Alert, r.Expr.String(), d.Expr.String())
+			}
+			if r.For != nil && d.For != nil && *r.For == *d.For {
+				t.Errorf("%s: demo for: %s is not shorter", r.Alert, *d.For)
+			}
+		}
+	}
+	for _, r := range demo[0].Rules {
+		if r.Alert == alerts.HighNilSessionRate {
+			// One minute to fill the window, one minute pending: it pages
+			// within three minutes of the first nil-session write.
+			if e := r.Expr.String(); !strings.Contains(e, "[1m])) * 60 > 10") || *r.For != "1m" {
+				t.Errorf("demo HighNilSessionRate: %s for %s", e, *r.For)
+			}
+		}
 	}
 }
 
@@ -132,8 +174,11 @@ func TestRunbooks(t *testing.T) {
 		alerts.MemoryNearLimit:         "scale out",
 		alerts.ClientWriteFailuresHigh: "investigate",
 		alerts.BetSuccessRateLow:       "deploy the patched build",
+		alerts.GameServerFatalCrash:    "stackwatch dumps pull",
 		alerts.GameServerDown:          "restart",
 		alerts.SidecarDown:             "restart the sidecar",
+		alerts.GameServerAbsent:        "restore the target",
+		alerts.SidecarAbsent:           "restore the sidecar",
 	}
 	dir := filepath.Join("..", "docs", "runbooks")
 	groups, err := alerts.Groups(alerts.Default())
@@ -145,7 +190,7 @@ func TestRunbooks(t *testing.T) {
 		for _, r := range g.Rules {
 			seen[r.Alert+".md"] = true
 			url := r.Annotations["runbook_url"]
-			if !strings.HasSuffix(url, "/docs/runbooks/"+r.Alert+".md") {
+			if !strings.HasSuffix(url, "docs/runbooks/"+r.Alert+".md") {
 				t.Errorf("%s: runbook_url %q does not point at docs/runbooks/%s.md", r.Alert, url, r.Alert)
 			}
 			for _, k := range []string{"summary", "description"} {
@@ -160,8 +205,8 @@ func TestRunbooks(t *testing.T) {
 			if !strings.Contains(d, "{{ $labels.service }}") {
 				t.Errorf("%s: description must name the service: %q", r.Alert, d)
 			}
-			// up == 0 has no value worth printing; every other alert shows it.
-			if r.Alert != alerts.GameServerDown && r.Alert != alerts.SidecarDown && !strings.Contains(d, "{{ $value") {
+			// Target alerts have no value worth printing; every other alert shows it.
+			if !strings.Contains(r.Alert, "Down") && !strings.Contains(r.Alert, "Absent") && !strings.Contains(d, "{{ $value") {
 				t.Errorf("%s: description must show the value: %q", r.Alert, d)
 			}
 			if s := r.Labels[alerts.LabelSeverity]; s != alerts.SeverityCritical && s != alerts.SeverityWarning {
@@ -219,7 +264,7 @@ func TestThresholdsAreConfigurable(t *testing.T) {
 	c := alerts.Default()
 	c.NilSessionsPerMinute = 2.5
 	c.StacktraceFiles = 7
-	c.RunbookBaseURL = ""
+	c.RunbookBaseURL = "https://git.example.com/games/stackwatch/-/blob/main/"
 	c.GameserverJob = "game-.*"
 	b, err := alerts.Render(c)
 	if err != nil {
@@ -228,8 +273,9 @@ func TestThresholdsAreConfigurable(t *testing.T) {
 	s := string(b)
 	for _, want := range []string{
 		"* 60 > 2.5", "threshold 2.5/min",
-		"(stackwatch_stacktrace_files) > 7", "threshold 7)",
-		"runbook_url: docs/runbooks/HighNilSessionRate.md",
+		`(stackwatch_stacktrace_files{job=~"stackwatch-sidecar"})
+      > 7`, "threshold 7)",
+		"runbook_url: https://git.example.com/games/stackwatch/-/blob/main/docs/runbooks/HighNilSessionRate.md",
 		`up{job=~"game-.*"} == 0`,
 	} {
 		if !strings.Contains(s, want) {
@@ -252,6 +298,8 @@ func TestValidate(t *testing.T) {
 		"negative files":      func(c *alerts.Config) { c.StacktraceFiles = -1 },
 		"zero goroutines":     func(c *alerts.Config) { c.Goroutines = 0 },
 		"zero write failures": func(c *alerts.Config) { c.ClientWriteFailuresPerMinute = 0 },
+		"zero time scale":     func(c *alerts.Config) { c.TimeScale = 0 },
+		"slower than shipped": func(c *alerts.Config) { c.TimeScale = 2 },
 	} {
 		c := alerts.Default()
 		mut(&c)

@@ -485,9 +485,14 @@ func TestPodMonitorsScrapeServerAndSidecar(t *testing.T) {
 			}
 		}
 		for _, ep := range pm.Spec.PodMetricsEndpoints {
-			if ep.Port == nil || ep.Path != "/metrics" || !ep.HonorLabels {
-				t.Errorf("PodMonitor %s endpoint %+v: want a named port, /metrics, honorLabels", pm.Name, ep)
+			if ep.Port == nil || ep.Path != "/metrics" {
+				t.Errorf("PodMonitor %s endpoint %+v: want a named port and /metrics", pm.Name, ep)
 				continue
+			}
+			// service is a target label: with honorLabels a pod could
+			// override job, namespace and service.
+			if ep.HonorLabels {
+				t.Errorf("PodMonitor %s endpoint %s: honorLabels is on", pm.Name, *ep.Port)
 			}
 			var job, serviceFrom string
 			for _, r := range ep.RelabelConfigs {
@@ -499,7 +504,7 @@ func TestPodMonitorsScrapeServerAndSidecar(t *testing.T) {
 				}
 			}
 			ports[*ep.Port] = job
-			// up{} gets the service label from the pod label it names.
+			// Every series, up{} included, gets service from the pod label it names.
 			for _, sts := range sets {
 				key, ok := podLabelFromMeta(serviceFrom, sts.Spec.Template.Labels)
 				if !ok || sts.Spec.Template.Labels[key] == "" {
@@ -968,4 +973,55 @@ func strs[T fmt.Stringer](xs []T) []string {
 		out[i] = x.String()
 	}
 	return out
+}
+
+// TestRunbookBaseURL: the runbookBaseURL value prefixes every alert's
+// runbook_url and every dashboard panel's runbook link, and nothing else.
+func TestRunbookBaseURL(t *testing.T) {
+	const base = "https://git.example.com/games/stackwatch/-/blob/main"
+	objs := render(t, chartDir, nil, "metrics.prometheusRule.enabled=true", "dashboards.enabled=true", "runbookBaseURL="+base+"/")
+	alerts := 0
+	for _, pr := range ofType[*monitoringv1.PrometheusRule](objs) {
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				alerts++
+				if want := base + "/docs/runbooks/" + r.Alert + ".md"; r.Annotations["runbook_url"] != want {
+					t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+				}
+			}
+		}
+	}
+	links := 0
+	for _, cm := range ofType[*corev1.ConfigMap](objs) {
+		for name, data := range cm.Data {
+			var d struct {
+				Panels []struct {
+					Title string `json:"title"`
+					Links []struct {
+						Title string `json:"title"`
+						URL   string `json:"url"`
+					} `json:"links"`
+				} `json:"panels"`
+			}
+			if err := yaml.Unmarshal([]byte(data), &d); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for _, p := range d.Panels {
+				for _, l := range p.Links {
+					if alert, ok := strings.CutPrefix(l.Title, "Runbook: "); ok {
+						links++
+						if want := base + "/docs/runbooks/" + alert + ".md"; l.URL != want {
+							t.Errorf("%s %q: runbook link %q, want %q", name, p.Title, l.URL, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if alerts == 0 || links == 0 {
+		t.Fatalf("%d alerts and %d panel runbook links rendered", alerts, links)
+	}
 }

@@ -358,7 +358,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 	if !isStatic(t, gsBin) {
 		t.Error("gameserver binary is dynamically linked; distroless/static cannot run it")
 	}
-	gs := start(t, gsBin, checkFlags(t, gsBin, local(gsC)))
+	gs := start(t, gsBin, append(checkFlags(t, gsBin, local(gsC)), "-log.format=json"))
 	adminAddr := gs.field(t, "admin")
 	for _, p := range []*corev1.Probe{gsC.LivenessProbe, gsC.ReadinessProbe, gsC.StartupProbe} {
 		if p != nil {
@@ -366,8 +366,12 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 		}
 	}
 	metrics := httpOK(t, "http://"+adminAddr+"/metrics")
-	if !strings.Contains(metrics, `gameserver_build_info{mode="legacy",service="wilddiggr"`) {
-		t.Errorf("/metrics lacks the legacy wilddiggr build info:\n%s", grep(metrics, "build_info"))
+	if !strings.Contains(metrics, `gameserver_mode_info{mode="legacy"}`) {
+		t.Errorf("/metrics lacks the legacy mode info:\n%s", grep(metrics, "mode_info"))
+	}
+	// service comes from the PodMonitor, never from the exporter.
+	if strings.Contains(metrics, `service="`) {
+		t.Errorf("game server /metrics sets a service label itself:\n%s", grep(metrics, `service="`))
 	}
 	// Built with GOEXPERIMENT=goroutineleakprofile, the leak profile is
 	// served, on the loopback pprof listener only.
@@ -403,8 +407,8 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 				httpOK(t, "http://"+addr+p.HTTPGet.Path)
 			}
 		}
-		if m := httpOK(t, "http://"+addr+"/metrics"); !strings.Contains(m, `service="wilddiggr"`) {
-			t.Error("sidecar /metrics carries no service=\"wilddiggr\" series")
+		if m := httpOK(t, "http://"+addr+"/metrics"); strings.Contains(m, `service="`) {
+			t.Errorf("sidecar /metrics sets a service label itself:\n%s", grep(m, `service="`))
 		}
 		sc.stop(t)
 	}

@@ -113,11 +113,13 @@ func TestVariables(t *testing.T) {
 		var names []string
 		for _, v := range s.Model.Templating.List {
 			names = append(names, v.Name)
-			if v.Name == dashboards.VarService && (v.IncludeAll == nil || !*v.IncludeAll || v.AllValue == nil || *v.AllValue != ".*") {
-				t.Errorf("%s: service variable must offer All as .*", s.UID)
+			// All as .* also matches series without the label, so a
+			// deployment without cluster or namespace loses nothing.
+			if v.Name != dashboards.VarDatasource && (v.IncludeAll == nil || !*v.IncludeAll || v.AllValue == nil || *v.AllValue != ".*") {
+				t.Errorf("%s: %s variable must offer All as .*", s.UID, v.Name)
 			}
 		}
-		for _, want := range []string{dashboards.VarDatasource, dashboards.VarService} {
+		for _, want := range []string{dashboards.VarDatasource, dashboards.VarCluster, dashboards.VarNamespace, dashboards.VarService} {
 			if !slices.Contains(names, want) {
 				t.Errorf("%s: no %q variable (have %v)", s.UID, want, names)
 			}
@@ -137,6 +139,10 @@ type panelJSON struct {
 		RefID string `json:"refId"`
 		Expr  string `json:"expr"`
 	} `json:"targets"`
+	Links []struct {
+		Title string `json:"title"`
+		URL   string `json:"url"`
+	} `json:"links"`
 	Options struct {
 		Legend *struct {
 			ShowLegend bool `json:"showLegend"`
@@ -196,8 +202,22 @@ func TestPanels(t *testing.T) {
 					t.Errorf("%s %q: query %d has refId %q, want %q", s.UID, p.Title, i, q.RefID, want)
 				}
 				refs[q.RefID] = true
-				if !strings.Contains(q.Expr, `service=~"$service"`) {
-					t.Errorf("%s %q %s: query ignores the service variable: %s", s.UID, p.Title, q.RefID, q.Expr)
+				for _, v := range []string{`cluster=~"$cluster"`, `namespace=~"$namespace"`, `service=~"$service"`} {
+					if !strings.Contains(q.Expr, v) {
+						t.Errorf("%s %q %s: query ignores %s: %s", s.UID, p.Title, q.RefID, v, q.Expr)
+					}
+				}
+				// Every aggregation keeps cluster and namespace.
+				for _, m := range regexp.MustCompile(`(sum|max) by \(([^)]*)\)`).FindAllStringSubmatch(q.Expr, -1) {
+					if !strings.HasPrefix(m[2], "cluster, namespace, service") {
+						t.Errorf("%s %q %s: %s by (%s) drops cluster or namespace", s.UID, p.Title, q.RefID, m[1], m[2])
+					}
+				}
+				// The Go runtime's series exist on the sidecar too.
+				if strings.Contains(q.Expr, "go_") || strings.Contains(q.Expr, "process_") {
+					if !strings.Contains(q.Expr, `job=~"`+alerts.Default().GameserverJob+`"`) {
+						t.Errorf("%s %q %s: Go runtime query mixes in the sidecar: %s", s.UID, p.Title, q.RefID, q.Expr)
+					}
 				}
 			}
 			if p.Type == "timeseries" && (p.Options.Legend == nil || !p.Options.Legend.ShowLegend) {
@@ -205,6 +225,21 @@ func TestPanels(t *testing.T) {
 			}
 			if p.Type != "table" && p.FieldConfig.Defaults.Unit == "" {
 				t.Errorf("%s %q: no unit", s.UID, p.Title)
+			}
+			runbook := false
+			for _, l := range p.Links {
+				if alert, ok := strings.CutPrefix(l.Title, "Runbook: "); ok {
+					runbook = true
+					if l.URL != alerts.Default().RunbookURL(alert) {
+						t.Errorf("%s %q: runbook link %q", s.UID, p.Title, l.URL)
+					}
+					if _, err := os.Stat(filepath.Join("..", "docs", "runbooks", alert+".md")); err != nil {
+						t.Errorf("%s %q: links a runbook that does not exist: %v", s.UID, p.Title, err)
+					}
+				}
+			}
+			if !runbook {
+				t.Errorf("%s %q: no runbook link", s.UID, p.Title)
 			}
 		}
 	}
@@ -348,10 +383,95 @@ func TestQueriesParse(t *testing.T) {
 }
 
 func TestSubstitute(t *testing.T) {
-	got := dashboards.Substitute(`rate(x{service=~"$service"}[$__rate_interval])`, "wilddiggr|forestteaparty", "2m")
-	if want := `rate(x{service=~"wilddiggr|forestteaparty"}[2m])`; got != want {
+	got := dashboards.Substitute(`rate(x{cluster=~"$cluster",namespace=~"$namespace",service=~"$service"}[$__rate_interval]) + increase(y[$__range])`, "wilddiggr|forestteaparty", "2m")
+	if want := `rate(x{cluster=~".*",namespace=~".*",service=~"wilddiggr|forestteaparty"}[2m]) + increase(y[2m])`; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
+}
+
+// TestTopCrashSitesFollowsTimePicker: an instant query of raw counters would
+// show panics since the sidecar started, whatever range is picked.
+func TestTopCrashSitesFollowsTimePicker(t *testing.T) {
+	qs, err := dashboards.Queries(specs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if q.Panel == "Top crash sites" {
+			if !q.Instant || !strings.Contains(q.Expr, "increase("+metrics.Panics.Name) || !strings.Contains(q.Expr, "[$__range])") {
+				t.Errorf("Top crash sites: %s (instant %v), want an instant increase over $__range", q.Expr, q.Instant)
+			}
+			return
+		}
+	}
+	t.Fatal("no Top crash sites panel")
+}
+
+// TestAlertAnnotation: every dashboard marks firing alerts of its selection.
+func TestAlertAnnotation(t *testing.T) {
+	for _, s := range specs(t) {
+		b, err := dashboards.JSON(s.Model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Annotations struct {
+				List []struct {
+					Enable bool `json:"enable"`
+					Target struct {
+						Expr string `json:"expr"`
+					} `json:"target"`
+				} `json:"list"`
+			} `json:"annotations"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		ok := false
+		for _, a := range d.Annotations.List {
+			ok = ok || (a.Enable && strings.HasPrefix(a.Target.Expr, `ALERTS{alertstate="firing",`) && strings.Contains(a.Target.Expr, `service=~"$service"`))
+		}
+		if !ok {
+			t.Errorf("%s: no enabled annotation of firing ALERTS for the selected services: %+v", s.UID, d.Annotations.List)
+		}
+	}
+}
+
+// TestGrafanaSchema checks every committed dashboard against @grafana/schema,
+// the types Grafana is built from (testdata/schema/check.mjs). .ci/run
+// installs it: npm ci --prefix dashboards/testdata/schema.
+func TestGrafanaSchema(t *testing.T) {
+	dir := filepath.Join("testdata", "schema")
+	missing := func(what string, err error) {
+		msg := fmt.Sprintf("%s (install: npm ci --prefix dashboards/testdata/schema): %v", what, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("required in CI: %s", msg)
+		}
+		t.Skipf("skipping the Grafana schema check (in CI this fails): %s", msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node not installed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grafana", "schema", "package.json")); err != nil {
+		missing("@grafana/schema not installed", err)
+	}
+	files, err := filepath.Glob("*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	for i, f := range files {
+		files[i] = filepath.Join("..", "..", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{"check.mjs"}, files...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dashboards invalid against @grafana/schema: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
 }
 
 // TestIssuePanels checks that each dashboard has the panels the issue and
@@ -362,7 +482,7 @@ func TestIssuePanels(t *testing.T) {
 		"stackwatch-error-rates":    {"Panics recovered", "Client write failures by reason", "Goroutine leak detection"},
 		"stackwatch-performance": {"Bet latency p50 / p99", "Response success rate", "Memory usage", "Memory usage of limit",
 			"Goroutines", "GC pause", "Heap in use"},
-		"stackwatch-crashes-goroutines": {"Top crash sites", "Panics by service", "Stacktrace files on disk", "Leak suspects", "Goroutine trend"},
+		"stackwatch-crashes-goroutines": {"Top crash sites", "Panics by service", "Fatal crashes", "Stacktrace files on disk", "Leak suspects", "Goroutine trend"},
 	}
 	for _, s := range specs(t) {
 		var titles []string

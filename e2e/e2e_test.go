@@ -56,6 +56,7 @@ type service struct {
 // forestteaparty under the same load must not, and every dashboard query must
 // return data.
 func TestAlertsAndDashboards(t *testing.T) {
+	t.Parallel()
 	promBin := requireTool(t, "prometheus")
 	amBin := requireTool(t, "prometheus-alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -104,7 +105,7 @@ func TestAlertsAndDashboards(t *testing.T) {
 		dir := t.TempDir()
 		logDir := filepath.Join(dir, "log")
 		args := []string{"-game", s.game, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-			"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data")}
+			"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"), "-log.format", "json"}
 		if s.legacy {
 			args = append(args, "-legacy")
 		}
@@ -401,8 +402,8 @@ func overlayAlertmanager(t *testing.T, shipped string, urls map[string][]string)
 }
 
 // writePrometheusConfig scrapes the game servers and sidecars under the job
-// names the rules expect. Series carry service already (honor_labels keeps
-// it); the static service label gives up{} one too.
+// names the rules expect. service is a target label, as on Kubernetes: the
+// exporters do not set it.
 func writePrometheusConfig(t *testing.T, cfg alerts.Config, rules, amAddr string, services []*service) string {
 	t.Helper()
 	type target struct {
@@ -416,9 +417,9 @@ func writePrometheusConfig(t *testing.T, cfg alerts.Config, rules, amAddr string
 			side = append(side, target{[]string{s.sidecar}, map[string]string{metrics.LabelService: s.name}})
 		}
 	}
-	scrapes := []map[string]any{{"job_name": cfg.GameserverJob, "honor_labels": true, "static_configs": game}}
+	scrapes := []map[string]any{{"job_name": cfg.GameserverJob, "static_configs": game}}
 	if len(side) > 0 {
-		scrapes = append(scrapes, map[string]any{"job_name": cfg.SidecarJob, "honor_labels": true, "static_configs": side})
+		scrapes = append(scrapes, map[string]any{"job_name": cfg.SidecarJob, "static_configs": side})
 	}
 	conf := map[string]any{
 		"global": map[string]any{

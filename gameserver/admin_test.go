@@ -49,15 +49,15 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	// Every family of the catalog is exported, and every series carries the service.
+	// Every family of the catalog is exported; service is a target label, never the exporter's.
 	for _, m := range append(metrics.Gameserver(), metrics.GoGoroutines, metrics.ProcessResidentMemory) {
 		if !strings.Contains(body, "\n# TYPE "+m.Name+" ") {
 			t.Errorf("/metrics lacks %s", m.Name)
 		}
 	}
 	for line := range strings.Lines(body) {
-		if !strings.HasPrefix(line, "#") && !strings.Contains(line, `service="forestteaparty"`) {
-			t.Errorf("series without service: %s", line)
+		if !strings.HasPrefix(line, "#") && strings.Contains(line, `service=`) {
+			t.Errorf("exporter-set service label: %s", line)
 		}
 	}
 	reg := srv.Registry()
@@ -70,8 +70,8 @@ func TestAdminEndpoints(t *testing.T) {
 	if got := metricValue(t, reg, metrics.BetDuration.Name, nil); got != 1 {
 		t.Errorf("bet duration count %v, want 1", got)
 	}
-	if got := metricValue(t, reg, metrics.GameserverBuildInfo.Name, map[string]string{"mode": "patched"}); got != 1 {
-		t.Errorf("build info %v", got)
+	if got := metricValue(t, reg, metrics.GameserverModeInfo.Name, map[string]string{"mode": "patched"}); got != 1 {
+		t.Errorf("mode info %v", got)
 	}
 }
 

@@ -2,7 +2,9 @@ package metrics
 
 // Label names.
 const (
-	LabelService   = "service"    // constant label on every stackwatch series
+	LabelService   = "service"    // target label set by the scrape, never by the exporter
+	LabelNamespace = "namespace"  // target label on Kubernetes
+	LabelCluster   = "cluster"    // external or target label of multi-cluster setups
 	LabelReason    = "reason"     // why a write, parse or scrape failed
 	LabelOutcome   = "outcome"    // how a bet's result left the server
 	LabelKind      = "kind"       // kind of panic: nil_dereference, index_out_of_range, ...
@@ -11,8 +13,7 @@ const (
 	LabelSignal    = "signal"     // which leak signal flagged a suspect
 	LabelTrigger   = "trigger"    // why a goroutine dump was captured
 	LabelProfile   = "profile"    // which pprof profile was scraped
-	LabelVersion   = "version"
-	LabelMode      = "mode" // "legacy" or "patched"
+	LabelMode      = "mode"       // "legacy" or "patched"
 )
 
 // Values of LabelReason on ClientWriteFailures.
@@ -21,6 +22,12 @@ const (
 	ReasonClosedSession = "closed_session"
 	ReasonIOError       = "io_error"
 	ReasonTimeout       = "timeout"
+)
+
+// Values of LabelReason on ConnectionsRefused.
+const (
+	ReasonMaxConns        = "max_conns"       // the cap on concurrent connections
+	ReasonUnauthenticated = "unauthenticated" // the tighter cap on connections before their hello
 )
 
 // Values of LabelOutcome on BetResults: where each settled bet's result went
@@ -32,6 +39,11 @@ const (
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeFailed       = "failed"
 )
+
+// KindFatal is the LabelKind of a fatal runtime error (concurrent map writes,
+// stack overflow, out of memory, deadlock, signal): the process died, and the
+// runtime wrote the trace through debug.SetCrashOutput.
+const KindFatal = "fatal"
 
 // Values of LabelSignal on LeakSuspects.
 const (
@@ -79,6 +91,10 @@ var (
 		Name: "gameserver_sessions_closed_total", Type: Counter,
 		Help: "Client sessions closed, including stale sessions reaped by the session manager.",
 	}
+	ConnectionsRefused = Metric{
+		Name: "gameserver_connections_refused_total", Type: Counter, Labels: []string{LabelReason},
+		Help: "Game connections closed on accept because a connection cap was reached, by cap.",
+	}
 	PanicsRecovered = Metric{
 		Name: "gameserver_panics_recovered_total", Type: Counter,
 		Help: "Panics caught by the recover helper (each writes one stacktrace file).",
@@ -108,9 +124,16 @@ var (
 		Name: "gameserver_memory_limit_bytes", Type: Gauge,
 		Help: "Configured memory limit: the cgroup limit, else GOMEMLIMIT, else -memory-limit.",
 	}
+	// GameserverBuildInfo is exported by cli.BuildInfo (client_golang's
+	// version collector): version, revision, branch, goversion, goos, goarch
+	// and tags, from prometheus/common/version's link-time variables.
 	GameserverBuildInfo = Metric{
-		Name: "gameserver_build_info", Type: Gauge, Labels: []string{LabelVersion, LabelMode},
-		Help: "Always 1; labels carry the build version and whether the legacy bug is switched on.",
+		Name: "gameserver_build_info", Type: Gauge,
+		Help: "Always 1; labels carry the build's version, revision, branch and Go version.",
+	}
+	GameserverModeInfo = Metric{
+		Name: "gameserver_mode_info", Type: Gauge, Labels: []string{LabelMode},
+		Help: "Always 1; mode is \"legacy\" when the incident's bug is switched on (-legacy), else \"patched\".",
 	}
 )
 
@@ -159,6 +182,10 @@ var (
 	RetentionDeletedBytes = Metric{
 		Name: "stackwatch_retention_deleted_bytes_total", Type: Counter,
 		Help: "Bytes of stacktrace files deleted by retention.",
+	}
+	FatalCrashes = Metric{
+		Name: "stackwatch_fatal_crashes_total", Type: Counter,
+		Help: "Panics the game server died of (a fatal error, or a fatal-*.stacktrace.log written by runtime/debug.SetCrashOutput): each one is a restart.",
 	}
 )
 
@@ -210,13 +237,13 @@ var (
 func Gameserver() []Metric {
 	return []Metric{NilSessionAttempts, ClientWriteFailures, SessionsActive, SessionsCreated, SessionsClosed,
 		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, MemoryInUse, MemoryLimit,
-		GameserverBuildInfo}
+		GameserverBuildInfo, GameserverModeInfo}
 }
 
 // Sidecar lists the sidecar's own metric families.
 func Sidecar() []Metric {
 	return []Metric{Panics, StacktraceFiles, StacktraceBytes, LastPanicTimestamp, CrashGroups,
 		ClosedSessionWarnings, ParseFailures, Rescans, WatchPolling, RetentionDeletedFiles, RetentionDeletedBytes,
-		Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
+		FatalCrashes, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
 		ScrapeDuration, ScrapeErrors, Dumps, DumpsBytes, DumpsCaptured}
 }

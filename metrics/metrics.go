@@ -5,10 +5,10 @@
 // them, so a rename here reaches every consumer at compile time and nothing
 // can drift.
 //
-// Exported series carry no "service" label of their own declaration: each
-// exporter wraps its registry with the service as a constant label (see
-// WrapService), so series keep their service whether they are scraped locally
-// or on Kubernetes.
+// Exported series carry no "service" label: like job and instance, it is a
+// target label that Prometheus attaches at scrape time (static_configs labels,
+// or a PodMonitor relabelling from a pod label), as Prometheus' "writing
+// exporters" guide asks.
 package metrics
 
 import (
@@ -111,10 +111,4 @@ func (m Metric) NewHistogramVec() *prometheus.HistogramVec {
 // Desc builds a descriptor for hand-written collectors.
 func (m Metric) Desc() *prometheus.Desc {
 	return prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
-}
-
-// WrapService returns reg with service attached as a constant label to
-// everything registered through it, including the Go and process collectors.
-func WrapService(reg prometheus.Registerer, service string) prometheus.Registerer {
-	return prometheus.WrapRegistererWith(prometheus.Labels{LabelService: service}, reg)
 }

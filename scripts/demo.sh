@@ -1,44 +1,54 @@
 #!/usr/bin/env bash
-# make demo: replays the incident on localhost.
+# make demo: replays the incident on localhost until Ctrl-C.
 #
 # Starts the three services as build 20251030111505 ran them (-legacy: wilddiggr
-# and goldenclover panic on nil sessions, forestteaparty logs the warning), a
-# patched wilddiggr beside them for comparison, a sidecar for each, and a load
-# generator per service. When prometheus and prometheus-alertmanager are
-# installed they run too, on the generated rules and the shipped routing.
+# and goldenclover panic on nil sessions, forestteaparty takes the graceful
+# closed-session path), a patched wilddiggr beside them for comparison, a
+# sidecar for each, and a load generator per service. When prometheus and
+# prometheus-alertmanager are installed they run too, on the demo's rules
+# (alerts/demo/stackwatch.rules.yml: the shipped rules generated on a 5x
+# clock, see alerts.Demo) and the shipped routing: HighNilSessionRate pages for
+# wilddiggr and goldenclover within three minutes, and the page reaches the
+# sidecars' Alertmanager webhook, which logs the goroutine dump it takes.
 #
-# DEMO_DURATION (default 5m) is how long the load runs; DEMO_CLIENTS (default 50)
-# players per service. Everything lives under .demo/; Ctrl-C stops it all.
+# Environment: DEMO_CLIENTS (default 50) players per service; DEMO_ROOT
+# (default .demo) for state and logs; DEMO_BIN (default bin) for the binaries;
+# DEMO_PORT_OFFSET (default 0) added to every port. Disk stays bounded:
+# sidecar retention and dump ring, and Prometheus retention, are capped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=$PWD/bin
-root=$PWD/.demo
-duration=${DEMO_DURATION:-5m}
+bin=${DEMO_BIN:-$PWD/bin}
+root=${DEMO_ROOT:-$PWD/.demo}
 clients=${DEMO_CLIENTS:-50}
+off=${DEMO_PORT_OFFSET:-0}
+prom_port=$((9090 + off)) am_port=$((9093 + off))
 
 # service game mode game-port admin-port sidecar-port
 services=(
-	"wilddiggr wilddig legacy 7001 6061 9101"
-	"goldenclover goldenclover legacy 7002 6062 9102"
-	"forestteaparty forestteaparty legacy 7003 6063 9103"
-	"wilddiggr-patched wilddig patched 7004 6064 9104"
+	"wilddiggr wilddig legacy $((7001 + off)) $((6061 + off)) $((9101 + off))"
+	"goldenclover goldenclover legacy $((7002 + off)) $((6062 + off)) $((9102 + off))"
+	"forestteaparty forestteaparty legacy $((7003 + off)) $((6063 + off)) $((9103 + off))"
+	"wilddiggr-patched wilddig patched $((7004 + off)) $((6064 + off)) $((9104 + off))"
 )
 
 pids=()
-cleanup() {
+cleanup() { # exit status: 0 for Ctrl-C, else the failure's
 	trap - EXIT INT TERM
 	echo
 	echo "stopping..."
-	kill "${pids[@]}" 2>/dev/null || true
+	if [ ${#pids[@]} -gt 0 ]; then
+		kill "${pids[@]}" 2>/dev/null || true
+	fi
 	wait 2>/dev/null || true
-	echo "state kept in $root"
+	exit "$1"
 }
-trap cleanup EXIT INT TERM
+trap 'cleanup $?' EXIT
+trap 'cleanup 0' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # url: wait up to 10 s for a 200
-	for _ in $(seq 100); do
+wait_http() { # url: wait up to 60 s for a 200
+	for _ in $(seq 600); do
 		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
@@ -46,11 +56,8 @@ wait_http() { # url: wait up to 10 s for a 200
 	return 1
 }
 
-for s in "${services[@]}"; do
-	read -r _ _ _ gp ap sp <<<"$s"
-	for p in "$gp" "$ap" "$sp"; do
-		port_free "$p" || { echo "demo: port $p is in use; stop whatever holds it" >&2; exit 1; }
-	done
+for p in $prom_port $am_port $(for s in "${services[@]}"; do read -r _ _ _ gp ap sp <<<"$s"; echo "$gp $ap $sp"; done); do
+	port_free "$p" || { echo "demo: port $p is in use; stop whatever holds it (or set DEMO_PORT_OFFSET)" >&2; exit 1; }
 done
 
 rm -rf "$root"
@@ -65,11 +72,12 @@ for s in "${services[@]}"; do
 	"$bin/gameserver" -game "$game" -service "$name" "${legacy[@]}" \
 		-listen "127.0.0.1:$gp" -admin "127.0.0.1:$ap" \
 		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms \
-		2>"$d/gameserver.stderr" &
+		>"$d/gameserver.stderr" 2>&1 &
 	pids+=($!)
 	"$bin/sidecar" -service "$name" -log-dir "$d/log" -data-dir "$d/sidecar" \
 		-listen "127.0.0.1:$sp" -target "http://127.0.0.1:$ap" \
-		2>"$d/sidecar.stderr" &
+		-retention-max-bytes $((32 << 20)) -dump-max-bytes $((32 << 20)) \
+		>"$d/sidecar.stderr" 2>&1 &
 	pids+=($!)
 done
 for s in "${services[@]}"; do
@@ -81,14 +89,14 @@ done
 prom_url="" am_url=""
 if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
 	mkdir -p "$root/prometheus" "$root/alertmanager"
+	# service is a target label, as on Kubernetes: the exporters never set it.
 	{
 		echo "global: {scrape_interval: 5s, evaluation_interval: 5s}"
-		echo "rule_files: [$(ls "$PWD"/alerts/*.rules.yml | paste -sd, -)]"
-		echo "alerting: {alertmanagers: [{static_configs: [{targets: ['127.0.0.1:9093']}]}]}"
+		echo "rule_files: ['$PWD/alerts/demo/stackwatch.rules.yml']"
+		echo "alerting: {alertmanagers: [{static_configs: [{targets: ['127.0.0.1:$am_port']}]}]}"
 		echo "scrape_configs:"
 		for job in gameserver stackwatch-sidecar; do
 			echo "  - job_name: $job"
-			echo "    honor_labels: true"
 			echo "    static_configs:"
 			for s in "${services[@]}"; do
 				read -r name _ _ _ ap sp <<<"$s"
@@ -98,28 +106,36 @@ if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/
 			done
 		done
 	} >"$root/prometheus/prometheus.yml"
+	# The shipped routing; its goroutine-dump receiver lists the four
+	# sidecars at make demo's ports, moved here by the offset.
+	sed -e "s#127.0.0.1:9101/#127.0.0.1:$((9101 + off))/#" -e "s#127.0.0.1:9102/#127.0.0.1:$((9102 + off))/#" \
+		-e "s#127.0.0.1:9103/#127.0.0.1:$((9103 + off))/#" -e "s#127.0.0.1:9104/#127.0.0.1:$((9104 + off))/#" \
+		alerts/alertmanager.yml >"$root/alertmanager/alertmanager.yml"
 	prometheus --config.file="$root/prometheus/prometheus.yml" --storage.tsdb.path="$root/prometheus/data" \
-		--web.listen-address=127.0.0.1:9090 2>"$root/prometheus/stderr" &
+		--storage.tsdb.retention.time=2h --storage.tsdb.retention.size=256MB \
+		--web.listen-address="127.0.0.1:$prom_port" >"$root/prometheus/stderr" 2>&1 &
 	pids+=($!)
-	prometheus-alertmanager --config.file="$PWD/alerts/alertmanager.yml" --storage.path="$root/alertmanager" \
-		--web.listen-address=127.0.0.1:9093 --cluster.listen-address= 2>"$root/alertmanager/stderr" &
+	prometheus-alertmanager --config.file="$root/alertmanager/alertmanager.yml" --storage.path="$root/alertmanager" \
+		--web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= >"$root/alertmanager/stderr" 2>&1 &
 	pids+=($!)
-	wait_http http://127.0.0.1:9090/-/ready && prom_url=http://127.0.0.1:9090
-	wait_http http://127.0.0.1:9093/-/ready && am_url=http://127.0.0.1:9093
+	wait_http "http://127.0.0.1:$prom_port/-/ready" && prom_url=http://127.0.0.1:$prom_port
+	wait_http "http://127.0.0.1:$am_port/-/ready" && am_url=http://127.0.0.1:$am_port
 fi
 
-loadpids=()
 for s in "${services[@]}"; do
 	read -r name _ _ gp _ _ <<<"$s"
-	"$bin/loadgen" -addr "127.0.0.1:$gp" -clients "$clients" -duration "$duration" -disconnect 0.2 -json \
+	"$bin/loadgen" -addr "127.0.0.1:$gp" -clients "$clients" -duration 24h -disconnect 0.2 -json \
 		>"$root/$name/loadgen.json" 2>"$root/$name/loadgen.stderr" &
-	loadpids+=($!)
 	pids+=($!)
 done
 
+read -r _ _ _ _ _ wd_sidecar <<<"${services[0]}"
+cli=$bin/stackwatch # the developer CLI; older builds had it in the sidecar
+[ -x "$cli" ] || cli=$bin/sidecar
 cat <<MSG
 
-stackwatch demo is running: the incident replays for $duration with $clients players per service.
+stackwatch demo is running: the incident replays with $clients players per service until Ctrl-C.
+State and logs: $root
 
   service             game server          metrics + pprof                    sidecar
 MSG
@@ -130,15 +146,24 @@ done
 cat <<MSG
 
 Where to look:
-  crash groups       curl -s http://127.0.0.1:9101/api/v1/crashes
-  leak suspects      curl -s http://127.0.0.1:9101/api/v1/leaks
-  goroutine dumps    $bin/sidecar dumps list -sidecar http://127.0.0.1:9101
-  stacktrace files   ls $root/wilddiggr/log        ($bin/sidecar analyze $root/wilddiggr/log)
-  load summaries     $root/<service>/loadgen.json   (progress in loadgen.stderr)
+  crash groups       curl -s http://127.0.0.1:$wd_sidecar/api/v1/crashes
+  leak suspects      curl -s http://127.0.0.1:$wd_sidecar/api/v1/leaks
+  goroutine dumps    $cli dumps list -sidecar http://127.0.0.1:$wd_sidecar
+  stacktrace files   ls $root/wilddiggr/log        ($cli analyze $root/wilddiggr/log)
+  load progress      $root/<service>/loadgen.stderr
 MSG
 if [ -n "$prom_url" ]; then
-	echo "  Prometheus alerts  $prom_url/alerts   (HighNilSessionRate pages for wilddiggr and goldenclover)"
-	echo "  Alertmanager       $am_url"
+	alerts_path=/alerts
+	# Debian's Prometheus 2.42 ships without the React UI: only /classic works.
+	curl -fsS -o /dev/null "$prom_url/alerts" 2>/dev/null || alerts_path=/classic/alerts
+	cat <<MSG
+  Prometheus alerts  $prom_url$alerts_path
+                     HighNilSessionRate pages for wilddiggr and goldenclover within 3 minutes,
+                     never for forestteaparty or wilddiggr-patched
+  Alertmanager       amtool alert query --alertmanager.url=$am_url
+  the page lands     in the paged service's sidecar, which takes a goroutine dump for it:
+                     grep -h 'goroutine dump captured' $root/*/sidecar.stderr | grep alert
+MSG
 else
 	echo "  (install prometheus and prometheus-alertmanager to see the alerts fire)"
 fi
@@ -146,17 +171,6 @@ echo "  Grafana            import dashboards/*.json (docs/monitoring.md)"
 echo
 echo "Ctrl-C stops everything."
 
-for p in "${loadpids[@]}"; do wait "$p" || true; done
-echo
-echo "load finished:"
-for s in "${services[@]}"; do
-	read -r name _ mode _ _ _ <<<"$s"
-	printf '  %-19s %s\n' "$name" "$(tail -n 1 "$root/$name/loadgen.stderr")"
-done
-echo
-echo "crash groups found by the wilddiggr sidecar:"
-"$bin/sidecar" analyze "$root/wilddiggr/log" | sed -n '1,5p'
-if [ -t 0 ]; then
-	echo "services keep running for you to explore; Ctrl-C stops them."
-	wait
-fi
+# Until Ctrl-C (or a child dies): wait returns when a signal arrives, and the
+# trap stops everything.
+while true; do wait -n 2>/dev/null || true; sleep 1; done

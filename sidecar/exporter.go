@@ -55,7 +55,7 @@ func newExporter(s *Sidecar) (*exporter, error) {
 		metrics.RetentionDeletedFiles.Name: func(l ...string) prometheus.Counter { return e.retentionFiles.WithLabelValues(l...) },
 		metrics.RetentionDeletedBytes.Name: func(...string) prometheus.Counter { return e.retentionBytes },
 	}
-	s.wrapped = metrics.WrapService(s.reg, s.cfg.Service)
+	s.wrapped = s.reg
 	for _, c := range []prometheus.Collector{
 		e.panics, e.files, e.bytes, e.lastPanic, e.closed, e.parseFailures, e.rescans, e.pollingGauge,
 		e.retentionFiles, e.retentionBytes,

@@ -74,7 +74,7 @@ func TestRealPrometheusScrapes(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sidecar\n    static_configs:\n      - targets: [%q]\n", target)
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sidecar\n    static_configs:\n      - targets: [%q]\n        labels: {service: wilddiggr}\n", target)
 	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
 	promAddr := pl.Addr().String()

@@ -84,13 +84,13 @@ func TestIngestLegacyAndPatchedWriters(t *testing.T) {
 	if err := testutil.GatherAndCompare(h.s.Gatherer(), strings.NewReader(`
 # HELP stackwatch_crash_groups Distinct crash groups known.
 # TYPE stackwatch_crash_groups gauge
-stackwatch_crash_groups{service="wilddiggr"} 2
+stackwatch_crash_groups 2
 # HELP stackwatch_stacktrace_files Stacktrace files on disk now.
 # TYPE stackwatch_stacktrace_files gauge
-stackwatch_stacktrace_files{service="wilddiggr"} 15
+stackwatch_stacktrace_files 15
 # HELP stackwatch_watch_polling 1 while the watcher polls because inotify could not be had.
 # TYPE stackwatch_watch_polling gauge
-stackwatch_watch_polling{service="wilddiggr"} 0
+stackwatch_watch_polling 0
 `), metrics.CrashGroups.Name, metrics.StacktraceFiles.Name, metrics.WatchPolling.Name); err != nil {
 		t.Error(err)
 	}
@@ -615,7 +615,7 @@ func TestExtensionHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	extra.Set(3)
-	if got := value(t, h.s.Gatherer(), metrics.Dumps, metrics.LabelService, "goldenclover"); got != 3 {
+	if got := value(t, h.s.Gatherer(), metrics.Dumps); got != 3 {
 		t.Fatalf("extra collector: %v", got)
 	}
 	srv := httptest.NewServer(h.s.Handler())

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/stackwatch/stackwatch/metrics"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 )
 
@@ -140,7 +139,7 @@ func newSidecar(t *testing.T, cfg profiler.Config, run bool) *sidecar {
 		cfg.DataDir = t.TempDir()
 	}
 	reg := prometheus.NewRegistry()
-	p, err := profiler.New(cfg, metrics.WrapService(reg, cfg.Service), logger(t))
+	p, err := profiler.New(cfg, reg, logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -202,7 +202,7 @@ type captureRequest struct {
 }
 
 // New builds a Profiler: it opens the dump ring and registers the goroutine
-// metrics on reg (wrap it with metrics.WrapService first).
+// metrics on reg.
 func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Profiler, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
