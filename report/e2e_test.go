@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
@@ -79,7 +78,7 @@ func buildGameServer(t *testing.T) string {
 func startGameServer(t *testing.T, bin, game, logDir string, legacy bool) (addr, admin string) {
 	t.Helper()
 	args := []string{"-game", game, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-log-dir", logDir,
-		"-data-dir", t.TempDir(), "-wallet-latency", "20ms"}
+		"-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json"}
 	if legacy {
 		args = append(args, "-legacy")
 	}
@@ -165,27 +164,37 @@ func (s *svc) ownCount() int {
 	return n
 }
 
-// pendingFor is the rules' for: duration here, so HighNilSessionRate fires
-// within the test.
-const pendingFor = "5s"
+// timeScale shrinks the generated rules' windows and for: durations
+// (HighNilSessionRate's 5m become 5s), so alerts fire within the test.
+const timeScale = 1.0 / 60
 
-// writeConfig writes the generated rules (for: shortened) and a Prometheus
-// config that scrapes each game server and sidecar with the service as a
-// target label.
-func writeConfig(t *testing.T, services []*svc) string {
+// writeConfig writes the generated rules on a shorter clock and a
+// Prometheus config that scrapes each game server and sidecar with the
+// service as a target label. It returns the config's path and
+// HighNilSessionRate's for: duration.
+func writeConfig(t *testing.T, services []*svc) (string, time.Duration) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := alerts.Default()
+	cfg.TimeScale = timeScale
 	groups, err := alerts.Groups(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := monitoringv1.Duration(pendingFor)
-	for gi := range groups {
-		for ri := range groups[gi].Rules {
-			groups[gi].Rules[ri].For = &d
+	var pendingFor time.Duration
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			if r.Alert == alerts.HighNilSessionRate && r.For != nil {
+				d, err := model.ParseDuration(string(*r.For))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pendingFor = time.Duration(d)
+			}
 		}
-		groups[gi].Interval = nil
+	}
+	if pendingFor <= 0 || pendingFor > 10*time.Second {
+		t.Fatalf("HighNilSessionRate's for: is %v at time scale %v; the test waits for it", pendingFor, timeScale)
 	}
 	rules, err := yaml.Marshal(alerts.RuleFile{Groups: groups})
 	if err != nil {
@@ -217,7 +226,7 @@ func writeConfig(t *testing.T, services []*svc) string {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p, pendingFor
 }
 
 // startPrometheus runs the real Prometheus and waits until it is ready.
@@ -310,7 +319,8 @@ func TestReportFromLivePrometheus(t *testing.T) {
 		startService(t, gs, "forestteaparty", "forestteaparty", true),
 		startService(t, gs, "goldenclover", "goldenclover", false),
 	}
-	promURL := startPrometheus(t, bin, writeConfig(t, services))
+	config, pendingFor := writeConfig(t, services)
+	promURL := startPrometheus(t, bin, config)
 	pc, err := api.NewClient(api.Config{Address: promURL})
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +445,7 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	if fired.IsZero() || fired.Before(firstFiring.Add(-step)) || fired.After(firstFiring.Add(step)) {
 		t.Errorf("timeline firing at %v; ALERTS first says firing at %v (step %v)", fired, firstFiring, step)
 	}
-	if d, _ := time.ParseDuration(pendingFor); fired.Sub(pending) < d-step {
+	if fired.Sub(pending) < pendingFor-step {
 		t.Errorf("fired %v after pending, before the rule's for: %s", fired.Sub(pending), pendingFor)
 	}
 	// The dump is on the timeline, linked to its page in the sidecar's UI.
