@@ -34,6 +34,7 @@ build:
 test: lint unit fuzz
 
 lint: fmt-check vet staticcheck
+	GOOS=windows $(GO) build -o /dev/null ./cmd/sidecar && GOOS=darwin $(GO) build -o /dev/null ./cmd/sidecar
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

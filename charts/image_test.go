@@ -400,7 +400,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 				args[i] = "-target=http://" + pprofAddr
 			}
 		}
-		sc := start(t, scBin, args)
+		sc := start(t, scBin, append(args, "-log.format=json"))
 		addr := sc.field(t, "addr")
 		for _, p := range []*corev1.Probe{scC.LivenessProbe, scC.ReadinessProbe, scC.StartupProbe} {
 			if p != nil {

@@ -114,7 +114,7 @@ func TestAlertsAndDashboards(t *testing.T) {
 		if sidecarBin == "" {
 			continue
 		}
-		m = start(t, s.name+"-sidecar", sidecarBin, "-service", s.name, "-log-dir", logDir,
+		m = start(t, s.name+"-sidecar", sidecarBin, "-log.format=json", "-service", s.name, "-log-dir", logDir,
 			"-data-dir", filepath.Join(dir, "sidecar"), "-listen", "127.0.0.1:0", "-target", "http://"+s.admin).
 			listening(t, 30*time.Second)
 		s.sidecar = addr(t, m, "addr")

@@ -54,7 +54,7 @@ func TestFatalCrashPages(t *testing.T) {
 	}
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
-	gs := start(t, "wilddiggr", gsBin, "-game", "wilddig", "-service", "wilddiggr", "-fault-injection",
+	gs := start(t, "wilddiggr", gsBin, "-log.format=json", "-game", "wilddig", "-service", "wilddiggr", "-fault-injection",
 		"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
 		"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
 	// Without -fault-injection (issue 13 item 2) the server exits at once
@@ -62,7 +62,7 @@ func TestFatalCrashPages(t *testing.T) {
 	m := gs.listening(t, 30*time.Second)
 	admin, pprof := addr(t, m, "admin"), addr(t, m, "pprof")
 	svc := &service{name: "wilddiggr", admin: admin}
-	m = start(t, "wilddiggr-sidecar", scBin, "-service", "wilddiggr", "-log-dir", logDir,
+	m = start(t, "wilddiggr-sidecar", scBin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir,
 		"-data-dir", filepath.Join(dir, "sidecar"), "-listen", "127.0.0.1:0", "-target", "http://"+pprof).
 		listening(t, 30*time.Second)
 	svc.sidecar = addr(t, m, "addr")

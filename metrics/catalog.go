@@ -187,6 +187,17 @@ var (
 		Name: "stackwatch_fatal_crashes_total", Type: Counter,
 		Help: "Panics the game server died of (a fatal error, or a fatal-*.stacktrace.log written by runtime/debug.SetCrashOutput): each one is a restart.",
 	}
+	LogDirMissing = Metric{
+		Name: "stackwatch_log_dir_missing", Type: Gauge,
+		Help: "1 while the watched log directory does not exist.",
+	}
+	// SidecarBuildInfo is written by internal/cli.BuildInfo (client_golang's
+	// version collector), named here so rules and dashboards can use it.
+	SidecarBuildInfo = Metric{
+		Name: "stackwatch_sidecar_build_info", Type: Gauge,
+		Labels: []string{"version", "revision", "branch", "goversion", "goos", "goarch", "tags"},
+		Help:   "A metric with a constant '1' value labeled by version, revision, branch, goversion from which stackwatch_sidecar was built, and the goos and goarch for the build.",
+	}
 )
 
 // Sidecar metrics, part 2: goroutine profiles.
@@ -244,6 +255,6 @@ func Gameserver() []Metric {
 func Sidecar() []Metric {
 	return []Metric{Panics, StacktraceFiles, StacktraceBytes, LastPanicTimestamp, CrashGroups,
 		ClosedSessionWarnings, ParseFailures, Rescans, WatchPolling, RetentionDeletedFiles, RetentionDeletedBytes,
-		FatalCrashes, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
+		FatalCrashes, LogDirMissing, SidecarBuildInfo, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
 		ScrapeDuration, ScrapeErrors, Dumps, DumpsBytes, DumpsCaptured}
 }

@@ -17,9 +17,6 @@ import (
 //go:embed templates
 var templates embed.FS
 
-// rateMinimum: over a shorter first-to-last span a rate says nothing.
-const rateMinimum = 10 * time.Minute
-
 var funcs = map[string]any{
 	"when": func(t time.Time) string { return t.UTC().Format("Jan 2 15:04:05 UTC") },
 	"whenOr": func(t time.Time) string {
@@ -59,13 +56,13 @@ var funcs = map[string]any{
 		return "✅ OK"
 	},
 	"rate": func(g crash.Group) string {
-		if g.FirstSeen.IsZero() { // from Prometheus: the count over the window
-			return fmt.Sprintf("~%.1f panics/hour over the window", g.RatePerHour)
+		switch {
+		case g.RatePerHour == nil:
+			return fmt.Sprintf("not shown: first to last seen is under %s", crash.MinRateSpan)
+		case g.FirstSeen.IsZero(): // from Prometheus: the count over the window
+			return fmt.Sprintf("~%.1f panics/hour over the window", *g.RatePerHour)
 		}
-		if g.LastSeen.Sub(g.FirstSeen) < rateMinimum {
-			return fmt.Sprintf("not shown: first to last seen is under %s", rateMinimum)
-		}
-		return fmt.Sprintf("~%.0f panics/hour", g.RatePerHour)
+		return fmt.Sprintf("~%.0f panics/hour", *g.RatePerHour)
 	},
 	"short": shortFunc,
 	"add":   func(a, b int) int { return a + b },

@@ -34,8 +34,9 @@ func fixture() *Report {
 		CrashSites: []CrashSite{{Service: "wilddiggr", Group: crash.Group{
 			Key: "9f2c", Kind: "nil_dereference", Message: "runtime error: invalid memory address or nil pointer dereference",
 			CrashSite: crash.Site{Function: "trevi/arcade-wilddig-gameserver/task.clientWrite", File: "/tmp/build/arcade-wilddig-gameserver/task/task_helper.go", Line: 19},
-			Caller:    "trevi/arcade-wilddig-gameserver/task.onWildDigBetClientResp", NilReceiver: true, Count: 376,
-			FirstSeen: at(3, 45), LastSeen: at(12, 52), RatePerHour: 41.2,
+			Caller:    "trevi/arcade-wilddig-gameserver/task.onWildDigBetClientResp", CreatedBy: "trevi/arcade-wilddig-gameserver/task.ClientCashDeductRes",
+			NilReceiver: true, Count: 376,
+			FirstSeen: at(3, 45), LastSeen: at(12, 52), RatePerHour: new(41.2),
 			Example: "runtime error: invalid memory address or nil pointer dereference\ngoroutine 8906150 [running]:\ntrevi/arcade-wilddig-gameserver/task.clientWrite({0x0, 0x0}, {0xc0083f9380, 0x56, 0x80}, 0x56)\n\t/tmp/build/arcade-wilddig-gameserver/task/task_helper.go:19 +0x3f",
 		}}},
 		Timeline: []Event{

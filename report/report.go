@@ -27,6 +27,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/alerts"
 	"github.com/stackwatch/stackwatch/metrics"
+	"github.com/stackwatch/stackwatch/sidecar"
 	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/dumps"
 )
@@ -461,18 +462,15 @@ func (g *gatherer) sidecars(ctx context.Context) map[string]bool {
 	covered := map[string]bool{}
 	for _, base := range g.opt.Sidecars {
 		base = strings.TrimSuffix(base, "/")
-		var crashes struct {
-			Service string        `json:"service"`
-			Groups  []crash.Group `json:"groups"`
-		}
-		if err := g.getJSON(ctx, base+"/api/v1/crashes", &crashes); err != nil {
+		service, groups, err := g.crashGroups(ctx, base)
+		if err != nil {
 			g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("sidecar %s: %v", base, err))
 			continue
 		}
-		covered[crashes.Service] = true
-		for _, grp := range crashes.Groups {
+		covered[service] = true
+		for _, grp := range groups {
 			if !grp.LastSeen.Before(g.rep.From) {
-				g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{crashes.Service, grp})
+				g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{service, grp})
 			}
 		}
 		var list struct {
@@ -511,13 +509,36 @@ func (g *gatherer) crashSites(ctx context.Context, covered map[string]bool) erro
 		n := float64(s.Value)
 		g.rep.CrashSites = append(g.rep.CrashSites, CrashSite{string(s.Metric[metrics.LabelService]), crash.Group{
 			Kind: string(s.Metric[metrics.LabelKind]), CrashSite: crash.Site{Function: string(s.Metric[metrics.LabelCrashSite])},
-			Count: int(n + 0.5), RatePerHour: n / g.opt.Since.Hours(),
+			Count: int(n + 0.5), RatePerHour: new(n / g.opt.Since.Hours()),
 		}})
 	}
 	slices.SortFunc(g.rep.CrashSites, func(a, b CrashSite) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Service, b.Service))
 	})
 	return nil
+}
+
+// maxCrashPages bounds the pages of crash groups read from one sidecar
+// (each up to sidecar.MaxCrashesLimit groups).
+const maxCrashPages = 20
+
+// crashGroups reads every page of a sidecar's crash groups.
+func (g *gatherer) crashGroups(ctx context.Context, base string) (string, []crash.Group, error) {
+	var all []crash.Group
+	offset := 0
+	for range maxCrashPages {
+		var page sidecar.CrashesResponse
+		url := fmt.Sprintf("%s/api/v1/crashes?limit=%d&offset=%d", base, sidecar.MaxCrashesLimit, offset)
+		if err := g.getJSON(ctx, url, &page); err != nil {
+			return "", nil, err
+		}
+		all = append(all, page.Groups...)
+		if page.NextOffset == nil || *page.NextOffset <= offset {
+			return page.Service, all, nil
+		}
+		offset = *page.NextOffset
+	}
+	return "", nil, fmt.Errorf("more than %d pages of crash groups", maxCrashPages)
 }
 
 var errNotFound = errors.New("not found")

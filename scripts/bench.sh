@@ -33,6 +33,8 @@ run -bench 'ParseDebug2' -benchtime 20x -count "$count" -cpu 1 ./sidecar/gorouti
 # 1,000 files/s, side by side with mtail; RSS and CPU idle and under load.
 run -bench 'Ingest' -benchtime 20000x -count "$count" ./sidecar
 run -bench 'Latency|SidecarVsMtail' -benchtime 2000x -count 1 ./sidecar
+# Sidecar bounds: 15,000 distinct crash sites in 16 KB files (peak RSS, state size).
+go test -count=1 -run '^TestBoundedManySites$' -v ./cmd/sidecar | grep -E 'sites:|^(ok|FAIL|---)' | tee -a "$out"
 # Goroutine profiles at 10k and 100k goroutines: scrape + analyze against
 # panicparse on the debug=2 dump of the same state; the server's cost.
 run -bench 'ScrapeAnalyze|AnalyzeProfile|Panicparse|ParseDebug2|TargetProfileCost' -benchtime 5x -count 1 ./sidecar/profiler

@@ -13,5 +13,7 @@ while IFS=: read -r file fn; do
 	go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "$pkg"
 	n=$((n + 1))
 done < <(git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's/func //')
+# The sidecar's model-based fault test, longer than go test's 200 steps.
+go test -count=1 -run '^TestModel' ./sidecar -model.steps="${MODEL_STEPS:-3000}"
 echo "fuzzed $n targets"
 [ "$n" -gt 0 ]

@@ -207,7 +207,7 @@ func BenchmarkSidecarVsMtail(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/stackwatch/stackwatch/cmd/sidecar").CombinedOutput(); err != nil {
 		b.Fatalf("build sidecar: %v\n%s", err, out)
 	}
-	sc := startProcess(b, exec.Command(bin, "-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir,
+	sc := startProcess(b, exec.Command(bin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir,
 		"-listen", "127.0.0.1:0", "-server-log", "-"), "")
 	port := freePort(b)
 	mt := startProcess(b, exec.Command(mtailBin, "-progs", progDir, "-logs", stream,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/metrics"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -236,5 +237,22 @@ func setOld(t testing.TB, path string, age time.Duration) {
 	old := time.Now().Add(-age)
 	if err := os.Chtimes(path, old, old); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// groups returns every crash group.
+func (h *harness) groups() []crash.Group {
+	g, _ := h.s.CrashGroups(0, -1)
+	return g
+}
+
+// sync is a sync point: it returns once a full scan of the log directory,
+// started after the call, has gone through the pipeline.
+func (h *harness) sync() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.s.watcher.Rescan(ctx); err != nil {
+		h.t.Fatalf("rescan: %v", err)
 	}
 }

@@ -71,7 +71,7 @@ func TestLegacyServerUnderLoad(t *testing.T) {
 			if got := h.value(metrics.ParseFailures); got != 0 {
 				t.Fatalf("parse failures: %v", got)
 			}
-			groups := h.s.Groups()
+			groups := h.groups()
 			if c.caller == "" {
 				if n != 0 || len(groups) != 0 || warnings == 0 {
 					t.Fatalf("forestteaparty: %d files, %d groups, %d warnings", n, len(groups), warnings)

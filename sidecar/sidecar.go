@@ -1,11 +1,12 @@
-// Package sidecar runs stackwatch's sidecar: it watches a game server's log
-// directory for stacktrace files, parses and groups the panics in them,
-// tails the server's JSON log for closed-session warnings, applies retention,
-// and serves Prometheus metrics and a JSON API.
+// Package sidecar runs stackwatch's sidecar: it wires the stacktrace-file
+// pipeline (watch → ingest: decide, readfile, stacktrace, crash → the
+// exporter here), the server log tailer, retention and the state file, and
+// serves Prometheus metrics and a JSON API.
 //
 // Other parts plug in through three hooks: Mux (add HTTP routes before Run),
-// Registerer (register collectors; every series gets service="<name>") and
-// Config.Components (run alongside the sidecar and stopped with it).
+// Registerer (register collectors) and Config.Components (run alongside the
+// sidecar and stopped with it). CrashGroups and CrashGroup read the crash
+// groups, e.g. for a UI (Config.UI).
 // Config.OnPanics reports each batch of newly counted panics, e.g. to capture
 // a goroutine dump on a burst.
 package sidecar
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/ingest"
 	"github.com/stackwatch/stackwatch/sidecar/logtail"
 	"github.com/stackwatch/stackwatch/sidecar/retention"
 	"github.com/stackwatch/stackwatch/sidecar/state"
@@ -69,8 +71,15 @@ type Config struct {
 	Retention         retention.Policy // off by default
 	RetentionInterval time.Duration    // default 1m
 
-	MaxSiteLabels int           // crash_site label budget; default crash.DefaultMaxSiteLabels
-	StateInterval time.Duration // how often state is saved when changed; default 1s
+	MaxSiteLabels int // crash_site label budget; default crash.DefaultMaxSiteLabels
+	// MaxCrashGroups bounds the crash groups kept in memory and in the
+	// state; past it the least recently seen roll into one "other" group
+	// that keeps their counts. Default crash.DefaultMaxGroups.
+	MaxCrashGroups int
+	// MaxFileRecords bounds the per-file records in the state file; default
+	// ingest.DefaultMaxFiles (see package state, Size).
+	MaxFileRecords int
+	StateInterval  time.Duration // how often state is saved when changed; default 1s
 	// IncompleteAfter is how long a file may stay empty or hold only a
 	// panic message before it counts as a parse failure; default 1m.
 	IncompleteAfter time.Duration
@@ -82,8 +91,12 @@ type Config struct {
 
 	// Auth, if set, wraps the /api/v1 routes the sidecar serves (e.g.
 	// bearer.Middleware): crash examples can carry player data. /metrics,
-	// /healthz and /readyz stay open.
+	// /healthz, /readyz and the landing page stay open.
 	Auth func(http.Handler) http.Handler
+
+	// UI, if set, is served at / and /ui/ behind Auth instead of the
+	// landing page (the developer view).
+	UI http.Handler
 
 	// Components run alongside the sidecar (e.g. the goroutine profiler).
 	// An error from one is logged and does not stop the others.
@@ -97,17 +110,17 @@ type Config struct {
 func (c *Config) defaults() error {
 	switch {
 	case c.Service == "":
-		return errors.New("sidecar: -service is required")
+		return errors.New("no service name")
 	case c.LogDir == "":
-		return errors.New("sidecar: -log-dir is required")
+		return errors.New("no log directory")
 	case c.DataDir == "":
-		return errors.New("sidecar: -data-dir is required")
+		return errors.New("no data directory")
 	}
 	if c.Pattern == "" {
 		c.Pattern = watch.DefaultPattern
 	}
 	if _, err := filepath.Match(c.Pattern, ""); err != nil {
-		return fmt.Errorf("sidecar: bad pattern %q: %w", c.Pattern, err)
+		return fmt.Errorf("bad pattern %q: %w", c.Pattern, err)
 	}
 	if c.ServerLog == "" {
 		c.ServerLog = filepath.Join(c.LogDir, DefaultServerLog)
@@ -119,52 +132,50 @@ func (c *Config) defaults() error {
 		c.StateInterval = time.Second
 	}
 	if c.IncompleteAfter <= 0 {
-		c.IncompleteAfter = time.Minute
+		c.IncompleteAfter = ingest.DefaultIncompleteAfter
+	}
+	if c.MaxCrashGroups < 0 || c.MaxFileRecords < 0 {
+		return errors.New("crash group and file record caps must not be negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Retention.MaxAge < 0 || c.Retention.MaxFiles < 0 || c.Retention.MaxBytes < 0 {
-		return errors.New("sidecar: retention bounds must not be negative")
+		return errors.New("retention bounds must not be negative")
 	}
 	return nil
 }
 
-// Sidecar is one running sidecar. Build it with New, then Run it.
+// Sidecar is one running sidecar. Build it with New, then Run it. It only
+// wires the parts together: the stacktrace pipeline (watch → ingest, which
+// decides, reads, parses and groups → the exporter), the server log tailer,
+// retention and the state file.
 type Sidecar struct {
 	cfg     Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
-	wrapped prometheus.Registerer
-	m       *exporter
 	mux     *http.ServeMux
 	store   *state.Store
+	loaded  state.Loaded
 	watcher *watch.Watcher
 	tailer  *logtail.Tailer
 	groups  *crash.Groups
-	sites   *crash.SiteLabels
+	m       *exporter
 
 	ready   atomic.Bool
 	healthy atomic.Bool
 	hooks   []func(n int) // OnPanics and AddPanicHook; fixed once Run starts
-	buf     []byte        // read buffer, ingest goroutine only
 	saveMu  sync.Mutex    // serialises Save calls
 
-	mu        sync.Mutex // guards everything below
-	st        *state.State
-	loaded    state.Loaded
-	counts    map[seriesKey]float64 // persisted counter values
-	dirty     bool
-	started   bool                  // the start scan was processed
-	bytes     int64                 // sum of st.Files sizes
-	waiting   map[string]time.Time  // empty or incomplete files: first seen
-	graveyard map[devIno]state.File // removed since the last full scan, for moves
-	groupKeys map[string]struct{}   // crash groups known (their example is set)
-	backlog   map[string]struct{}   // corrupt state: files found at start, not yet read
-	lastPanic int64                 // newest counted panic file's mtime, ns
+	// mu serialises the pipeline's events with the log tailer, retention
+	// and the state snapshot, so a saved state is never half an event: the
+	// seen files, the crash groups and the counters always agree.
+	mu       sync.Mutex
+	pipeline *ingest.Pipeline
+	logPos   state.Log
+	changes  uint64 // pipeline.Changes() when last saved
+	dirty    bool   // counters or log position changed since the last save
 }
-
-type devIno struct{ dev, ino uint64 }
 
 // New loads the state, builds the exporter and the watcher. It does not
 // start anything; call Run.
@@ -173,11 +184,8 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{
-		cfg: cfg, log: cfg.Logger.With("service", cfg.Service),
-		reg: prometheus.NewRegistry(), mux: http.NewServeMux(),
-		groups: crash.NewGroups(), sites: crash.NewSiteLabels(cfg.MaxSiteLabels),
-		counts: map[seriesKey]float64{}, waiting: map[string]time.Time{},
-		graveyard: map[devIno]state.File{}, groupKeys: map[string]struct{}{},
+		cfg: cfg, log: cfg.Logger.With("service", cfg.Service), reg: prometheus.NewRegistry(), mux: http.NewServeMux(),
+		groups: crash.NewGroupsMax(cfg.MaxCrashGroups),
 	}
 	s.healthy.Store(true)
 	if cfg.OnPanics != nil {
@@ -187,13 +195,18 @@ func New(cfg Config) (*Sidecar, error) {
 	if s.store, err = state.NewStore(cfg.DataDir, s.log); err != nil {
 		return nil, err
 	}
-	if s.st, s.loaded, err = s.store.Load(); err != nil {
+	st, loaded, err := s.store.Load()
+	if err != nil {
 		return nil, err
 	}
-	if s.m, err = newExporter(s); err != nil {
+	s.loaded = loaded
+	if s.m, err = newExporter(s, crash.NewSiteLabels(cfg.MaxSiteLabels)); err != nil {
 		return nil, err
 	}
-	s.restore()
+	s.pipeline = ingest.New(ingest.Config{
+		IncompleteAfter: cfg.IncompleteAfter, Corrupt: loaded.Corrupt, Logger: s.log,
+	}, s.groups, s.m)
+	s.restore(st)
 
 	s.watcher, err = watch.New(watch.Config{
 		Dir: cfg.LogDir, Pattern: cfg.Pattern, Settle: cfg.Settle, RescanInterval: cfg.RescanInterval,
@@ -202,19 +215,15 @@ func New(cfg Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.watcher.Polling() { // inotify already failed in watch.New
-		s.m.polling.Store(true)
-		s.m.pollingGauge.Set(1)
-	}
+	s.m.setPolling(s.watcher.Polling()) // inotify may have failed in watch.New
 	if cfg.ServerLog != "-" {
 		pos := logtail.Position{}
-		if s.st.Log.Path == cfg.ServerLog {
-			l := s.st.Log
+		if l := st.Log; l.Path == cfg.ServerLog {
 			pos = logtail.Position{Dev: l.Dev, Ino: l.Ino, Offset: l.Offset, Head: l.Head, HeadN: l.HeadN}
 		}
 		s.tailer, err = logtail.New(logtail.Config{
 			Path: cfg.ServerLog, Interval: cfg.TailInterval, Match: logtail.JSONMsg(ClosedSessionMsg),
-			StartAtEnd: s.loaded.Corrupt, Logger: s.log,
+			StartAtEnd: loaded.Corrupt, Logger: s.log,
 		}, pos)
 		if err != nil {
 			return nil, err
@@ -222,6 +231,17 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	s.routes()
 	return s, nil
+}
+
+// restore brings back what the state file holds: the file records, the
+// crash groups and the counters. It runs before Run.
+func (s *Sidecar) restore(st *state.State) {
+	s.pipeline.Restore(st.Files, st.SeenBefore)
+	s.groups.Restore(st.Groups)
+	s.m.restore(st.Counters, st.Groups)
+	s.logPos = st.Log
+	s.changes = s.pipeline.Changes()
+	s.m.files(s.pipeline.Files())
 }
 
 // AddComponent adds a component to run alongside the sidecar (see
@@ -239,21 +259,35 @@ func (s *Sidecar) Mux() *http.ServeMux { return s.mux }
 // Handler is the sidecar's HTTP handler (the mux).
 func (s *Sidecar) Handler() http.Handler { return s.mux }
 
-// Registerer registers collectors on the sidecar's registry with the
-// service label attached.
-func (s *Sidecar) Registerer() prometheus.Registerer { return s.wrapped }
+// Registerer registers collectors on the sidecar's registry, served on
+// /metrics.
+func (s *Sidecar) Registerer() prometheus.Registerer { return s.reg }
 
 // Gatherer is the sidecar's registry, as served on /metrics.
 func (s *Sidecar) Gatherer() prometheus.Gatherer { return s.reg }
 
-// Groups returns the crash groups, largest first.
-func (s *Sidecar) Groups() []crash.Group { return s.groups.Snapshot() }
+// CrashGroups returns the crash groups from offset on, at most limit of
+// them (all for limit < 0), largest first, and how many there are in all.
+// The "other" group, which holds the groups rolled out past
+// -max-crash-groups, is among them.
+func (s *Sidecar) CrashGroups(offset, limit int) (groups []crash.Group, total int) {
+	all := s.groups.Snapshot()
+	offset = min(max(offset, 0), len(all))
+	end := len(all)
+	if limit >= 0 {
+		end = min(end, offset+limit)
+	}
+	return all[offset:end], len(all)
+}
+
+// CrashGroup returns the crash group of key, with its file list.
+func (s *Sidecar) CrashGroup(key string) (crash.Group, bool) { return s.groups.Get(key) }
 
 // Ready reports whether the backlog has been ingested.
 func (s *Sidecar) Ready() bool { return s.ready.Load() }
 
 // Polling reports whether the watcher fell back to polling.
-func (s *Sidecar) Polling() bool { return s.m.polling.Load() }
+func (s *Sidecar) Polling() bool { return s.m.isPolling() }
 
 // Loaded says how the state file was found at start.
 func (s *Sidecar) Loaded() state.Loaded { return s.loaded }
@@ -336,12 +370,14 @@ func (s *Sidecar) save() error {
 	s.saveMu.Lock()
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
-	if !s.dirty {
+	changes := s.pipeline.Changes()
+	if !s.dirty && changes == s.changes {
 		s.mu.Unlock()
 		return nil
 	}
-	snap := s.snapshotLocked()
-	s.dirty = false
+	snap := &state.State{Log: s.logPos, Counters: s.m.series(), Groups: s.groups.Snapshot()}
+	snap.Files, snap.SeenBefore = s.pipeline.Records(s.cfg.MaxFileRecords)
+	s.dirty, s.changes = false, changes
 	s.mu.Unlock()
 	if err := s.store.Save(snap); err != nil {
 		s.mu.Lock()

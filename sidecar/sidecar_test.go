@@ -16,14 +16,16 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 	"github.com/stackwatch/stackwatch/metrics"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/ingest"
 	"github.com/stackwatch/stackwatch/sidecar/retention"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 	"github.com/stackwatch/stackwatch/sidecar/state"
@@ -61,8 +63,9 @@ func TestIngestLegacyAndPatchedWriters(t *testing.T) {
 	for _, p := range files(t, logDir) {
 		fi, _ := os.Stat(p)
 		size += fi.Size()
-		if fi.ModTime().After(newest) {
-			newest = fi.ModTime()
+		// The recorder's file names carry the panic's time.
+		if at := crash.TimeOf(p, time.Time{}); at.After(newest) {
+			newest = at
 		}
 	}
 	if got := h.value(metrics.StacktraceFiles); got != 15 {
@@ -172,26 +175,28 @@ func TestCreateBeforeContentAndChunkedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // empty for a while: not a failure
+	h.sync() // read while empty: not a failure
 	nl := bytes.IndexByte(content, '\n') + 1
 	f.Write(content[:nl]) // the panic message only
-	time.Sleep(100 * time.Millisecond)
+	h.sync()
 	for i := nl; i < len(content); i += 64 {
 		f.Write(content[i:min(i+64, len(content))])
-		time.Sleep(2 * time.Millisecond)
+		if i%256 == 0 {
+			h.sync() // read mid-write now and then, as a settle timer would
+		}
 	}
 	f.Close()
 	h.waitValue(metrics.Panics, 1)
 	// It grows again later: still one panic, and no failure along the way.
 	appendFile(t, p, "\n")
-	time.Sleep(150 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != 1 {
 		t.Fatalf("counted %v panics for one growing file", got)
 	}
 	if got := h.value(metrics.ParseFailures); got != 0 {
 		t.Fatalf("parse failures %v", got)
 	}
-	if g := h.s.Groups(); len(g) != 1 || g[0].Count != 1 || !g[0].NilReceiver {
+	if g := h.groups(); len(g) != 1 || g[0].Count != 1 || !g[0].NilReceiver {
 		t.Fatalf("groups %+v", g)
 	}
 }
@@ -219,7 +224,7 @@ func TestIdenticalContent(t *testing.T) {
 		renameIn(t, filepath.Join(logDir, fmt.Sprintf("copy%d.stacktrace.log", i)), content)
 	}
 	h.waitValue(metrics.Panics, 5)
-	time.Sleep(50 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != 5 {
 		t.Fatalf("counted %v", got)
 	}
@@ -238,11 +243,11 @@ func renameIn(t testing.TB, path string, content []byte) {
 
 func ino(t testing.TB, path string) uint64 {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Ino
+	return fsutil.IDOf(fi).Ino
 }
 
 // TestInodeReuse deletes a counted file and writes a new one under the same
@@ -321,7 +326,7 @@ func TestOverflowFlood(t *testing.T) {
 	h.waitAtLeast(metrics.Rescans, 1, metrics.LabelReason, "overflow")
 	h.waitValue(metrics.Panics, float64(n))
 	h.waitValue(metrics.StacktraceFiles, float64(n))
-	time.Sleep(200 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics); got != float64(n) {
 		t.Fatalf("counted %v of %d", got, n)
 	}
@@ -352,14 +357,14 @@ func TestRestartNoDoubleCount(t *testing.T) {
 	h.waitValue(metrics.ClosedSessionWarnings, 2)
 	w.crash(t, 0)
 	h.waitValue(metrics.Panics, 8)
-	time.Sleep(100 * time.Millisecond)
+	h.sync()
 	if got := h.value(metrics.Panics, metrics.LabelKind, stacktrace.KindNilDereference); got != 6 {
 		t.Fatalf("nil dereference count %v after restart", got)
 	}
 	if got := h.value(metrics.ClosedSessionWarnings); got != 2 {
 		t.Fatalf("closed-session warnings %v after restart", got)
 	}
-	groups := h.s.Groups()
+	groups := h.groups()
 	total := 0
 	for _, g := range groups {
 		total += g.Count
@@ -402,7 +407,7 @@ func TestCorruptState(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "moved aside") {
 		t.Fatal("no log line about the corrupt state")
 	}
-	h.wait("backlog grouped", func() bool { g := h.s.Groups(); return len(g) == 1 && g[0].Count == 3 })
+	h.wait("backlog grouped", func() bool { g := h.groups(); return len(g) == 1 && g[0].Count == 3 })
 	if got := h.value(metrics.Panics); got != 0 {
 		t.Fatalf("backlog counted again: %v", got)
 	}
@@ -434,8 +439,8 @@ func TestGarbageBinaryAndHugeFiles(t *testing.T) {
 	h := start(t, Config{LogDir: logDir, DataDir: dataDir, Settle: 20 * time.Millisecond})
 	renameIn(t, filepath.Join(logDir, "garbage.stacktrace.log"), []byte("this is not\na panic at all\n"))
 	renameIn(t, filepath.Join(logDir, "binary.stacktrace.log"), []byte("\x7fELF\x00\x01\x02\xff\xfe"))
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailNotPanic)
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailBinary)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailNotPanic)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailBinary)
 
 	trace, _ := os.ReadFile(recorder(t.TempDir(), false).crash(t, 0))
 	const huge = 100 << 20
@@ -445,7 +450,7 @@ func TestGarbageBinaryAndHugeFiles(t *testing.T) {
 	writeHuge(t, filepath.Join(logDir, "huge-panic.stacktrace.log"), trace, huge)
 	writeHuge(t, filepath.Join(logDir, "huge-garbage.stacktrace.log"), []byte("garbage\n"), huge)
 	h.waitValue(metrics.Panics, 1)
-	h.waitValue(metrics.ParseFailures, 2, metrics.LabelReason, FailNotPanic)
+	h.waitValue(metrics.ParseFailures, 2, metrics.LabelReason, ingest.FailNotPanic)
 	runtime.ReadMemStats(&after)
 	// Two 100 MB files went through; the sidecar may allocate a few read
 	// limits' worth, not the files.
@@ -480,7 +485,9 @@ func writeHuge(t *testing.T, path string, head []byte, size int) {
 }
 
 // TestIncompleteFileBecomesFailure: a file that stays empty, or holds only a
-// panic message, is a parse failure after IncompleteAfter.
+// panic message, is a parse failure after IncompleteAfter (the wait itself
+// is ingest's TestIncompleteAfter, on a fake clock), found by the timer's
+// rescans.
 func TestIncompleteFileBecomesFailure(t *testing.T) {
 	logDir, dataDir := dirs(t)
 	os.MkdirAll(logDir, 0o755)
@@ -488,12 +495,8 @@ func TestIncompleteFileBecomesFailure(t *testing.T) {
 		RescanInterval: 50 * time.Millisecond, IncompleteAfter: 200 * time.Millisecond})
 	os.WriteFile(filepath.Join(logDir, "empty.stacktrace.log"), nil, 0o644)
 	os.WriteFile(filepath.Join(logDir, "half.stacktrace.log"), []byte("runtime error: invalid memory address or nil pointer dereference\n"), 0o644)
-	time.Sleep(100 * time.Millisecond)
-	if got := h.value(metrics.ParseFailures); got != 0 {
-		t.Fatalf("failure counted while the file may still be written: %v", got)
-	}
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailEmpty)
-	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, FailIncomplete)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailEmpty)
+	h.waitValue(metrics.ParseFailures, 1, metrics.LabelReason, ingest.FailIncomplete)
 	h.waitAtLeast(metrics.Rescans, 2, metrics.LabelReason, "timer")
 }
 
@@ -691,8 +694,64 @@ func TestServerLogRotation(t *testing.T) {
 	appendFile(t, log, closedLine("g"))
 	h = start(t, cfg)
 	h.waitValue(metrics.ClosedSessionWarnings, 7)
-	time.Sleep(50 * time.Millisecond)
-	if got := h.value(metrics.ClosedSessionWarnings); got != 7 {
-		t.Fatalf("warnings %v after restart", got)
+	// The log is read in order, so once a line written now is counted, any
+	// double count of the earlier ones would show: a sync point by data.
+	appendFile(t, log, `{"msg":"bet settled"}`+"\n"+closedLine("h"))
+	h.waitValue(metrics.ClosedSessionWarnings, 8)
+}
+
+// TestLandingPageAndUI: / is a landing page linking the endpoints, or,
+// with Config.UI, the UI at / and /ui/ behind the API's auth.
+func TestLandingPageAndUI(t *testing.T) {
+	logDir, dataDir := dirs(t)
+	h := start(t, Config{LogDir: logDir, DataDir: dataDir})
+	srv := httptest.NewServer(h.s.Handler())
+	defer srv.Close()
+	r, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(body), `href="/api/v1/crashes"`) {
+		t.Fatalf("landing page: %d %s", r.StatusCode, body)
+	}
+	h.stop()
+
+	ui := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ui "+r.URL.Path) })
+	deny := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") == "" {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	h = start(t, Config{LogDir: logDir, DataDir: t.TempDir(), UI: ui, Auth: deny})
+	srv2 := httptest.NewServer(h.s.Handler())
+	defer srv2.Close()
+	for path, want := range map[string]string{"/": "ui /", "/ui/groups/x": "ui /ui/groups/x"} {
+		req, _ := http.NewRequest("GET", srv2.URL+path, nil)
+		if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 401 {
+			t.Fatalf("%s without auth: %v %v", path, r, err)
+		} else {
+			r.Body.Close()
+		}
+		req.Header.Set("Authorization", "Bearer x")
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if string(b) != want {
+			t.Fatalf("%s: %q, want %q", path, b, want)
+		}
+	}
+	if r, err := http.Get(srv2.URL + "/metrics"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("/metrics behind the UI: %v %v", r, err)
+	} else {
+		r.Body.Close()
 	}
 }

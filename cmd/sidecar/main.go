@@ -5,64 +5,82 @@
 //	sidecar analyze [-json] PATH...
 //	sidecar dumps list|pull|diff|leaks|capture -sidecar URL
 //
-// Logs are JSON (log/slog) on stderr. After binding, the sidecar logs
-// {"msg":"listening","addr":"HOST:PORT"}, so -listen may use port 0.
+// It follows the Prometheus family's conventions (internal/cli): -h and
+// --help exit 0, --version prints the build, -log.level and -log.format
+// (logfmt by default, or json) set the logs on stderr, a failure exits 1
+// and a usage error 2. After binding, the sidecar logs msg=listening
+// addr=HOST:PORT, so -listen may use port 0.
 // SIGINT and SIGTERM shut it down gracefully (state saved).
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"os"
-	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/sidecar"
 	"github.com/stackwatch/stackwatch/sidecar/analyze"
 	"github.com/stackwatch/stackwatch/sidecar/bearer"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/dumpcli"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 	"github.com/stackwatch/stackwatch/sidecar/watch"
 	"github.com/stackwatch/stackwatch/sidecar/webui"
 )
 
-// DefaultListen is the sidecar's default HTTP address (the game server's
-// admin port conventionally takes 9090).
-const DefaultListen = "127.0.0.1:9091"
+// DefaultListen is the sidecar's default HTTP address. Its port is outside
+// 9100-9999, the exporter range of the Prometheus wiki's "Default port
+// allocations", which has been fully allocated since 2023; 9091, the old
+// default, is the Pushgateway's. See docs/architecture.md.
+const DefaultListen = "127.0.0.1:39190"
+
+// DefaultMemoryLimit is the sidecar's soft memory limit: with its crash
+// groups and file records capped, its live heap stays near 30 MB even for
+// 15,000 distinct crash sites, and the limit keeps garbage from doubling it.
+const DefaultMemoryLimit = 64 << 20
+
+// program names the binary in messages, --version and its build_info
+// metric (stackwatch_sidecar_build_info).
+const program = "stackwatch_sidecar"
+
+// subcommands run instead of the sidecar when named as the first argument.
+var subcommands = map[string]cli.Command{
+	"analyze": analyze.Run,
+	"dumps":   dumpcli.Run,
+}
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "sidecar:", err)
-		}
-		os.Exit(2)
-	}
+	cli.Main("sidecar", func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+		return run(ctx, args, stdout, stderr)
+	})
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "dumps" {
-		return dumpcli.Run(ctx, args[1:], os.Stdin, stdout, stderr)
+	if len(args) > 0 {
+		if cmd, ok := subcommands[args[0]]; ok {
+			return cmd(ctx, args[1:], os.Stdin, stdout, stderr)
+		}
 	}
-	if len(args) > 0 && args[0] == "analyze" {
-		return analyze.Run(ctx, args[1:], os.Stdin, stdout, stderr)
-	}
-	f, err := parseFlags(args, stderr)
-	if err != nil {
+	f, stop, err := parseFlags(args, stdout, stderr)
+	if stop || err != nil {
 		return err
 	}
 	cfg := f.sidecar
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: f.level}))
+	logger := f.common.Logger(stderr)
+	if f.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the GC works harder near it rather than let freed
+		// memory pile up beside the game server (see docs/benchmarks.md).
+		debug.SetMemoryLimit(f.memoryLimit)
+	}
 	cfg.Logger = logger
 	// Crash groups and dumps can carry player data: beyond localhost the API
 	// needs a bearer token, and Resolve refuses to start without one.
@@ -78,8 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.UI = ui.Handler()
 	sc, err := sidecar.New(cfg)
 	if err != nil {
+		return err
+	}
+	if err := sc.Registerer().Register(cli.BuildInfo(program)); err != nil {
 		return err
 	}
 	var profiled webui.Profiler // nil without -target
@@ -95,8 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sc.AddPanicHook(prof.OnPanics)
 		profiled = prof
 	}
-	ui.Attach(webui.SidecarCrashes(sc), profiled)
-	sc.Mux().Handle("/", ui.Handler())
+	ui.Attach(sc, profiled)
 	listen := f.listen
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -110,17 +131,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 type flags struct {
-	sidecar   sidecar.Config
-	profiler  profiler.Config
-	listen    string
-	tokenFile string
-	level     slog.Level
+	sidecar     sidecar.Config
+	profiler    profiler.Config
+	listen      string
+	tokenFile   string
+	memoryLimit int64
+	common      *cli.Common
 }
 
-func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
+// parseFlags returns stop=true when the command is done (-h, --version) or
+// the flags are wrong.
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, err error) {
 	cfg, pc := &f.sidecar, &f.profiler
 	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	f.common = cli.Register(fs, program)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sidecar -service NAME -log-dir DIR -data-dir DIR [-listen ADDR] [-target URL] [flags]\n"+
 			"       sidecar analyze [-json] PATH...\n"+
@@ -145,8 +170,10 @@ func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
 	fs.Int64Var(&cfg.Retention.MaxBytes, "retention-max-bytes", 0, "keep at most this many bytes of stacktrace files (0 = off)")
 	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.IntVar(&cfg.MaxSiteLabels, "max-site-labels", 20, "crash_site label values before the rest become \"other\"")
+	fs.IntVar(&cfg.MaxCrashGroups, "max-crash-groups", crash.DefaultMaxGroups, "crash groups kept in memory and state; the least recently seen beyond it roll into one \"other\" group that keeps their counts")
 	fs.DurationVar(&cfg.StateInterval, "state-interval", time.Second, "how often changed state is saved")
 	fs.DurationVar(&cfg.IncompleteAfter, "incomplete-after", time.Minute, "how long a file may stay empty or half written before it counts as a parse failure")
+	fs.Int64Var(&f.memoryLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit in bytes for the Go runtime (0: none; GOMEMLIMIT overrides)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token (required when -listen is beyond localhost)")
 	fs.DurationVar(&pc.Interval, "scrape-interval", 15*time.Second, "period of goroutine profile scrapes of -target")
 	fs.IntVar(&pc.KeepEvery, "dump-every", 20, "keep the first and every Nth scrape as a dump (negative: never)")
@@ -156,18 +183,23 @@ func parseFlags(args []string, stderr io.Writer) (f flags, err error) {
 	fs.IntVar(&pc.PanicBurst, "panic-burst", 5, "capture a dump after this many new panics within a minute (negative: off)")
 	fs.IntVar(&pc.Leak.BlockedThreshold, "leak-blocked-threshold", 100, "goroutines blocked at one channel operation that make a leak suspect")
 	fs.IntVar(&pc.LeakProfileEvery, "leak-profile-every", 1, "scrape /debug/pprof/goroutineleak every Nth scrape (negative: never)")
-	lvl := fs.String("log-level", "info", "debug, info, warn or error")
-	if err = fs.Parse(args); err != nil {
+	if stop, err = f.common.Parse(fs, args, stdout); stop {
 		return
 	}
-	if fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q (subcommands: analyze, dumps)", fs.Arg(0))
-		return
+	stop = true
+	switch {
+	case fs.NArg() > 0:
+		err = cli.Usagef("unexpected argument %q (subcommands: analyze, dumps)", fs.Arg(0))
+	case cfg.Service == "":
+		err = cli.Usagef("-service is required")
+	case cfg.LogDir == "":
+		err = cli.Usagef("-log-dir is required")
+	case cfg.DataDir == "":
+		err = cli.Usagef("-data-dir is required")
+	default:
+		stop = false
 	}
 	cfg.Retention.MaxAge = time.Duration(*age)
-	if err = f.level.UnmarshalText([]byte(*lvl)); err != nil {
-		err = fmt.Errorf("-log-level: %w", err)
-	}
 	return
 }
 

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -68,7 +69,7 @@ type proc struct {
 // startProc runs the sidecar binary and waits for its "listening" line.
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(binary(t), append([]string{"-log.format=json"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -227,34 +228,87 @@ func TestProcessSignalsAndRestart(t *testing.T) {
 	p = startProc(t, args...)
 	p.waitMetric(t, metrics.Panics, 6)
 
-	// SIGKILL after the state was saved: still no double count.
-	time.Sleep(200 * time.Millisecond) // four state intervals
+	// SIGKILL once the state holds all six: the restart takes the count
+	// from the state, not from the files, so it holds even with the files
+	// gone (sync point: the saved state itself).
+	waitSaved(t, dataDir, 6)
 	p.stop(t, syscall.SIGKILL)
+	stash := t.TempDir()
+	moveAll(t, logDir, stash)
 	p = startProc(t, args...)
-	p.waitMetric(t, metrics.StacktraceFiles, 6)
-	time.Sleep(100 * time.Millisecond)
+	p.waitMetric(t, metrics.StacktraceFiles, 0)
 	if got := p.scrape(t, metrics.Panics); got != 6 {
-		t.Fatalf("panics after SIGKILL restart: %v", got)
+		t.Fatalf("panics after SIGKILL restart with the files gone: %v", got)
 	}
 	if err := p.stop(t, syscall.SIGINT); err != nil {
 		t.Fatalf("exit after SIGINT: %v", err)
 	}
 
-	// SIGKILL before any save: state and counters roll back together and
-	// the files since are counted again, to the same total.
+	// SIGKILL before any save: state and counters roll back together (the
+	// state still says 6) and the files since are counted again, to the
+	// same total.
 	slow := append(slices.Clone(args), "-state-interval", "1h")
 	p = startProc(t, slow...)
 	p.waitMetric(t, metrics.Panics, 6)
 	writePanics(t, logDir, 2)
 	p.waitMetric(t, metrics.Panics, 8)
 	p.stop(t, syscall.SIGKILL)
+	if got := savedPanics(t, dataDir); got != 6 {
+		t.Fatalf("the state saved %v panics before the kill, want 6 (nothing saved since)", got)
+	}
 	p = startProc(t, slow...)
 	p.waitMetric(t, metrics.Panics, 8)
-	time.Sleep(100 * time.Millisecond)
-	if got := p.scrape(t, metrics.Panics); got != 8 {
-		t.Fatalf("panics after SIGKILL with nothing saved: %v", got)
-	}
 	p.stop(t, syscall.SIGTERM)
+}
+
+// savedPanics reads stackwatch_panics_total from the state file.
+func savedPanics(t *testing.T, dataDir string) float64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "state.json"))
+	if err != nil {
+		return -1
+	}
+	var st struct {
+		Counters []struct {
+			Metric string
+			Value  float64
+		}
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, c := range st.Counters {
+		if c.Metric == metrics.Panics.Name {
+			n += c.Value
+		}
+	}
+	return n
+}
+
+// waitSaved waits until the state file holds n panics.
+func waitSaved(t *testing.T, dataDir string, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for savedPanics(t, dataDir) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("state never saved %v panics (has %v)", n, savedPanics(t, dataDir))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func moveAll(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestAnalyzeSubcommand(t *testing.T) {
@@ -279,11 +333,11 @@ func TestFlagErrors(t *testing.T) {
 		{"-service", "x", "-log-dir", "l"}, // -data-dir missing
 		{"-service", "x", "-retention-age", "7x"}, // bad duration
 		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "stray"},
-		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-log-level", "loud"},
+		{"-service", "x", "-log-dir", "l", "-data-dir", "d", "-log.level", "loud"},
 	} {
 		var errb bytes.Buffer
-		if err := run(context.Background(), args, io.Discard, &errb); err == nil {
-			t.Errorf("%q accepted", args)
+		if err := run(context.Background(), args, io.Discard, &errb); cli.ExitCode(err) != cli.ExitUsage {
+			t.Errorf("%q: %v (exit %d), want a usage error", args, err, cli.ExitCode(err))
 		}
 	}
 	var d days
@@ -295,6 +349,105 @@ func TestFlagErrors(t *testing.T) {
 	}
 	if !strings.Contains(d.String(), "36h") {
 		t.Fatalf("String %q", d.String())
+	}
+}
+
+// TestCLIConventions runs the binary as a user would: -h and --help exit
+// 0, --version prints the build, a usage error exits 2 and says why once,
+// a runtime failure exits 1.
+func TestCLIConventions(t *testing.T) {
+	bin := binary(t)
+	exit := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, out.String(), errb.String()
+	}
+	for _, h := range []string{"-h", "--help"} {
+		if code, _, stderr := exit(h); code != 0 || !strings.Contains(stderr, "-log.format") {
+			t.Errorf("%s: exit %d\n%s", h, code, stderr)
+		}
+	}
+	if code, stdout, _ := exit("--version"); code != 0 || !strings.Contains(stdout, "stackwatch_sidecar, version") {
+		t.Errorf("--version: exit %d, %q", code, stdout)
+	}
+	if code, _, stderr := exit("-service", "x"); code != 2 || stderr != "sidecar: -log-dir is required\n" {
+		t.Errorf("missing -log-dir: exit %d, %q", code, stderr)
+	}
+	// A runtime failure: the data directory cannot be made.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	code, _, stderr := exit("-service", "x", "-log-dir", t.TempDir(), "-data-dir", filepath.Join(file, "data"), "-listen", "127.0.0.1:0")
+	if code != 1 || strings.Count(stderr, "sidecar:") != 1 || strings.Contains(stderr, "sidecar: sidecar:") {
+		t.Errorf("runtime failure: exit %d, %q", code, stderr)
+	}
+}
+
+// TestLandingPageBuildInfoAndZeroCounters: / links the endpoints, the
+// sidecar exports its build_info, every counter that can start at 0 does,
+// and a missing -log-dir is a warning and a gauge, not silence.
+func TestLandingPageBuildInfoAndZeroCounters(t *testing.T) {
+	logDir := filepath.Join(t.TempDir(), "not-yet")
+	p := startProc(t, "-service", "wilddiggr", "-log-dir", logDir, "-data-dir", t.TempDir(), "-listen", "127.0.0.1:0")
+	r, err := http.Get("http://" + p.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(body), `href="/api/v1/crashes"`) || !strings.Contains(string(body), `href="/metrics"`) {
+		t.Fatalf("landing page: %d\n%s", r.StatusCode, body)
+	}
+	families := p.families(t)
+	if mf := families[metrics.SidecarBuildInfo.Name]; mf == nil || len(mf.GetMetric()) != 1 {
+		t.Fatalf("no %s", metrics.SidecarBuildInfo.Name)
+	}
+	for _, m := range []metrics.Metric{metrics.ParseFailures, metrics.Rescans, metrics.RetentionDeletedFiles,
+		metrics.FatalCrashes, metrics.ClosedSessionWarnings, metrics.RetentionDeletedBytes} {
+		mf := families[m.Name]
+		if mf == nil || len(mf.GetMetric()) == 0 {
+			t.Errorf("%s is missing before its first event", m.Name)
+			continue
+		}
+		if len(m.Labels) > 0 && len(mf.GetMetric()) < 3 {
+			t.Errorf("%s: only %d series at start", m.Name, len(mf.GetMetric()))
+		}
+	}
+	p.waitMetric(t, metrics.LogDirMissing, 1)
+	if !strings.Contains(p.logText(), "log directory does not exist") {
+		t.Fatalf("no warning about the missing log directory:\n%s", p.logText())
+	}
+	os.MkdirAll(logDir, 0o755)
+	p.waitMetric(t, metrics.LogDirMissing, 0)
+	p.stop(t, syscall.SIGTERM)
+}
+
+// families scrapes /metrics.
+func (p *proc) families(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	r, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	dec := expfmt.NewDecoder(r.Body, expfmt.NewFormat(expfmt.TypeTextPlain))
+	out := map[string]*dto.MetricFamily{}
+	for {
+		var mf dto.MetricFamily
+		if err := dec.Decode(&mf); err != nil {
+			if err == io.EOF {
+				return out
+			}
+			t.Fatal(err)
+		}
+		out[mf.GetName()] = &mf
 	}
 }
 
@@ -317,4 +470,115 @@ func FuzzDays(f *testing.F) {
 			t.Fatalf("%q -> %s -> %v (%v)", s, d.String(), time.Duration(again), err)
 		}
 	})
+}
+
+// siteTrace is a recovered panic at a crash site of its own, padded to
+// size bytes: odd ones with a deep stack (the whole file is the group's
+// example), even ones with parked goroutines (a full dump).
+func siteTrace(i, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "runtime error: index out of range [%d] with length 0\n", i)
+	fmt.Fprintf(&b, "goroutine %d [running]:\nruntime/debug.Stack()\n\t/usr/local/go/src/runtime/debug/stack.go:26 +0x5e\n", 100+i)
+	b.WriteString("panic({0x6b2f40?, 0xc000123450?})\n\t/usr/local/go/src/runtime/panic.go:792 +0x132\n")
+	fmt.Fprintf(&b, "game/site%05d.Handle(0xc000010000)\n\t/app/site%05d.go:%d +0x1d\n", i, i, 10+i%50)
+	for d := 0; i%2 == 1 && b.Len() < size-300; d++ {
+		fmt.Fprintf(&b, "game/recurse.Walk%d(0xc000020000, 0x%x)\n\t/app/recurse.go:%d +0x2a\n", d%7, d, 100+d%9)
+	}
+	b.WriteString("game/server.(*Conn).serve(0xc000020000)\n\t/app/server.go:88 +0x2a\n")
+	b.WriteString("created by game/server.Listen in goroutine 1\n\t/app/server.go:40 +0x85\n")
+	for g := 0; b.Len() < size-200; g++ {
+		fmt.Fprintf(&b, "\ngoroutine %d [chan receive, %d minutes]:\ngame/server.(*Conn).wait(0xc000030000)\n\t/app/server.go:120 +0x44\ncreated by game/server.Listen in goroutine 1\n\t/app/server.go:41 +0x99\n", 1000+g, g%60)
+	}
+	return b.Bytes()
+}
+
+// peakRSS is the peak resident set of an exited process, in bytes.
+func peakRSS(t *testing.T, p *proc) int64 {
+	t.Helper()
+	ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Skip("no rusage on this platform")
+	}
+	return ru.Maxrss << 10 // kB on Linux
+}
+
+// TestBoundedManySites is issue 10's memory attack: 15,000 distinct crash
+// sites in 16 KB files. Peak RSS stays under 100 MB, the state under 32 MB,
+// the API pages, and a restart keeps stackwatch_panics_total.
+func TestBoundedManySites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 240 MB of stacktrace files")
+	}
+	const sites, size = 15000, 16 << 10
+	root := t.TempDir()
+	logDir, dataDir := filepath.Join(root, "logs"), filepath.Join(root, "data")
+	os.MkdirAll(logDir, 0o755)
+	for i := range sites {
+		if err := os.WriteFile(filepath.Join(logDir, fmt.Sprintf("site%05d.stacktrace.log", i)), siteTrace(i, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-server-log", "-"}
+	p := startProc(t, args...)
+	deadline := time.Now().Add(3 * time.Minute)
+	for p.scrape(t, metrics.Panics) != sites {
+		if time.Now().After(deadline) {
+			t.Fatalf("counted %v of %d", p.scrape(t, metrics.Panics), sites)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := p.scrape(t, metrics.CrashGroups); got != 1001 {
+		t.Errorf("%v crash groups, want 1,000 and other", got)
+	}
+	// The API pages: the default page, then the last one.
+	var page struct {
+		Total      int
+		Limit      int
+		NextOffset *int `json:"next_offset"`
+		Groups     []struct {
+			Key   string
+			Count int
+		}
+	}
+	getJSON := func(url string) {
+		r, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		page.NextOffset = nil
+		if err := json.NewDecoder(r.Body).Decode(&page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getJSON("http://" + p.addr + "/api/v1/crashes")
+	if page.Total != 1001 || len(page.Groups) != 100 || page.NextOffset == nil || *page.NextOffset != 100 ||
+		page.Groups[0].Key != "other" || page.Groups[0].Count != sites-1000 {
+		t.Fatalf("first page: total %d, %d groups, next %v, first %+v", page.Total, len(page.Groups), page.NextOffset, page.Groups[0])
+	}
+	getJSON("http://" + p.addr + "/api/v1/crashes?offset=1000&limit=500")
+	if len(page.Groups) != 1 || page.NextOffset != nil {
+		t.Fatalf("last page: %d groups, next %v", len(page.Groups), page.NextOffset)
+	}
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	peak := peakRSS(t, p)
+	fi, err := os.Stat(filepath.Join(dataDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d sites: peak RSS %.1f MB, state %.1f MB", sites, float64(peak)/(1<<20), float64(fi.Size())/(1<<20))
+	if peak > 100<<20 {
+		t.Errorf("peak RSS %.1f MB, over 100 MB", float64(peak)/(1<<20))
+	}
+	if fi.Size() > 32<<20 {
+		t.Errorf("state is %.1f MB, over 32 MB", float64(fi.Size())/(1<<20))
+	}
+	p = startProc(t, args...)
+	p.waitMetric(t, metrics.StacktraceFiles, sites)
+	if got := p.scrape(t, metrics.Panics); got != sites {
+		t.Fatalf("panics after restart: %v, want %d", got, sites)
+	}
+	p.stop(t, syscall.SIGTERM)
 }

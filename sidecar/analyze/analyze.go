@@ -289,7 +289,7 @@ func WriteText(w io.Writer, rep *Report, showFiles int) error {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "#\tCOUNT\tRATE/H\tKIND\tCRASH SITE\tCALLER\tNIL RECEIVER")
 		for i, g := range rep.Groups {
-			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%s\t%s\t%s\t%s\n", i+1, g.Count, g.RatePerHour, g.Kind,
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", i+1, g.Count, g.RateText(), g.Kind,
 				siteString(g.CrashSite), short(g.Caller), yesNo(g.NilReceiver))
 		}
 		if err := tw.Flush(); err != nil {
@@ -307,8 +307,8 @@ func WriteText(w io.Writer, rep *Report, showFiles int) error {
 		if g.NilReceiver {
 			b.WriteString("  nil receiver: the crashing call's first argument is nil (a nil session?)\n")
 		}
-		fmt.Fprintf(&b, "  seen:     %d times, %s .. %s, %.1f/h\n", g.Count,
-			g.FirstSeen.UTC().Format(time.RFC3339), g.LastSeen.UTC().Format(time.RFC3339), g.RatePerHour)
+		fmt.Fprintf(&b, "  seen:     %d times, %s .. %s, %s/h\n", g.Count,
+			g.FirstSeen.UTC().Format(time.RFC3339), g.LastSeen.UTC().Format(time.RFC3339), g.RateText())
 		n := min(len(g.Files), max(showFiles, 0))
 		for _, f := range g.Files[:n] {
 			fmt.Fprintf(&b, "  file:     %s\n", f)

@@ -7,7 +7,10 @@ package crash
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 )
@@ -29,9 +32,11 @@ type Signature struct {
 	// Site is the crash site; Site.Function is empty when the traceback
 	// had no frames.
 	Site Site
-	// Caller is the function that called the crash site, or the goroutine's
-	// creator when the site is the goroutine's outermost frame.
+	// Caller is the function that called the crash site; empty when the
+	// site is its goroutine's outermost frame.
 	Caller string
+	// CreatedBy is the function that started the crashing goroutine.
+	CreatedBy string
 	// NilReceiver is set when the crashing frame's first argument is nil
 	// ("{0x0, 0x0}" for an interface or slice, "0x0" for a pointer) - in the
 	// incident, a write to a nil session.
@@ -49,36 +54,45 @@ func Classify(p *stacktrace.Panic) Signature {
 			f := frames[i]
 			sig.Site = Site{Function: strings.Clone(f.Function), File: strings.Clone(f.File), Line: f.Line}
 			sig.NilReceiver = len(f.Args) > 0 && isNil(f.Args[0])
-			sig.Caller = strings.Clone(caller(p.Goroutines[0], i))
+			sig.Caller = strings.Clone(caller(frames[i+1:]))
+		}
+		if g := p.Goroutines[0]; g.CreatedBy != nil {
+			sig.CreatedBy = strings.Clone(g.CreatedBy.Function)
 		}
 	}
-	sig.Key = key(sig)
+	// A site that is its goroutine's outermost frame is told apart by the
+	// goroutine's creator instead (closures started from two places are two
+	// groups), unless frames were elided and the outermost is unknown.
+	outer := sig.Caller
+	if outer == "" && len(p.Goroutines) > 0 && !p.Goroutines[0].FramesElided {
+		outer = sig.CreatedBy
+	}
+	sig.Key = key(sig, outer)
 	return sig
 }
 
-// caller returns the function that called frames[site]: the next frame
-// that is not the runtime's (GOTRACEBACK=system adds runtime.goexit and
-// runtime.main), else the goroutine's creator.
-func caller(g stacktrace.Goroutine, site int) string {
-	for _, f := range g.Frames[site+1:] {
+// caller returns the first frame of outer (the frames below the crash
+// site) that is not the runtime's: GOTRACEBACK=system adds runtime.goexit
+// and runtime.main.
+func caller(outer []stacktrace.Frame) string {
+	for _, f := range outer {
 		if !isRuntime(f) {
 			return f.Function
 		}
 	}
-	if g.CreatedBy != nil && !g.FramesElided {
-		return g.CreatedBy.Function
-	}
 	return ""
 }
 
-func key(sig Signature) string {
+// key hashes what a group is told apart by: kind, site and outer (the
+// caller, or the goroutine's creator), or kind and message without a site.
+func key(sig Signature, outer string) string {
 	h := sha256.New()
 	h.Write([]byte(sig.Kind))
 	h.Write([]byte{0})
 	if sig.Site.Function != "" {
 		h.Write([]byte(sig.Site.Function))
 		h.Write([]byte{0})
-		h.Write([]byte(sig.Caller))
+		h.Write([]byte(outer))
 	} else {
 		h.Write([]byte{1})
 		h.Write([]byte(sig.Message))
@@ -163,4 +177,20 @@ func isStdlib(pkg string) bool {
 	}
 	root, _, _ := strings.Cut(pkg, "/")
 	return stdRoots[root]
+}
+
+// nameTime finds the UTC timestamp the game server puts in a stacktrace
+// file's name (stacktool: <service>-20251030T111505.123456789Z-<gid>-<seq>).
+var nameTime = regexp.MustCompile(`\d{8}T\d{6}(\.\d{1,9})?Z`)
+
+// TimeOf is when the panic in a file happened: the time in the file's name
+// when it has one, else its modification time, which copies (kubectl cp)
+// reset.
+func TimeOf(path string, mtime time.Time) time.Time {
+	if m := nameTime.FindString(filepath.Base(path)); m != "" {
+		if t, err := time.Parse("20060102T150405.999999999Z", m); err == nil {
+			return t
+		}
+	}
+	return mtime
 }

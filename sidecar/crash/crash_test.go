@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,8 +121,9 @@ func TestClassifyRealTraces(t *testing.T) {
 		// net/http's recover frame sits above panic( and is skipped.
 		{"http_serving", stacktrace.KindNilDereference, "clientWrite", "onWildDigBetClientResp", true},
 		// A throw: no panic( frame; internal/runtime/maps is skipped; the
-		// goroutine's creator is the caller.
-		{"concurrent_map_writes", stacktrace.KindFatal, "crasher.func8", "crasher", false},
+		// site is the goroutine's outermost frame, so there is no caller
+		// (the goroutine's creator is CreatedBy).
+		{"concurrent_map_writes", stacktrace.KindFatal, "crasher.func8", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.shape, func(t *testing.T) {
@@ -132,7 +135,7 @@ func TestClassifyRealTraces(t *testing.T) {
 				// a build that spills it (-race) prints "0x0".
 				nilOK = sig.NilReceiver == strings.Contains(string(b), "(*Session).Write(0x0")
 			}
-			if sig.Kind != tc.kind || sig.Site.Function != thisPkg+tc.function || sig.Caller != thisPkg+tc.caller || !nilOK || !strings.HasSuffix(sig.Site.File, "/crasher_test.go") || sig.Site.Line <= 0 {
+			if sig.Kind != tc.kind || sig.Site.Function != thisPkg+tc.function || (tc.caller != "" && sig.Caller != thisPkg+tc.caller || tc.caller == "" && (sig.Caller != "" || sig.CreatedBy != thisPkg+"crasher")) || !nilOK || !strings.HasSuffix(sig.Site.File, "/crasher_test.go") || sig.Site.Line <= 0 {
 				t.Errorf("got %+v\nwant %s site %s caller %s nil %v\n%s", sig, tc.kind, tc.function, tc.caller, tc.nilReceiver, b)
 			}
 		})
@@ -155,7 +158,7 @@ func TestClassifyRealTraces(t *testing.T) {
 		t.Errorf("GOTRACEBACK=system changed the group: %+v / %+v", a, u)
 	}
 	o, osys := classify(t, trace(t, "outermost")), classify(t, trace(t, "outermost", "GOTRACEBACK=system"))
-	if o.Key != osys.Key || o.Caller != thisPkg+"crasher" || o.Site.Function != thisPkg+"crasher.func9" {
+	if o.Key != osys.Key || o.Caller != "" || o.CreatedBy != thisPkg+"crasher" || o.Site.Function != thisPkg+"crasher.func9" {
 		t.Errorf("outermost: %+v / with runtime frames %+v", o, osys)
 	}
 }
@@ -205,7 +208,7 @@ func TestStdRoots(t *testing.T) {
 
 func sigFor(fn, caller string) Signature {
 	s := Signature{Kind: stacktrace.KindNilDereference, Site: Site{Function: fn, File: "/x.go", Line: 1}, Caller: caller}
-	s.Key = key(s)
+	s.Key = key(s, caller)
 	return s
 }
 
@@ -232,10 +235,10 @@ func TestGroups(t *testing.T) {
 		!w.LastSeen.Equal(t0.Add(9*time.Hour)) || w.Example != "example wild" || !w.NilReceiver {
 		t.Errorf("wilddiggr group: %+v", w)
 	}
-	if r := w.RatePerHour; r < 41.7 || r > 41.8 {
+	if r := w.RatePerHour; r == nil || *r < 41.7 || *r > 41.8 {
 		t.Errorf("rate %v, the report says ~42/h", r)
 	}
-	if r := snap[1].RatePerHour; snap[1].Count != 43 || r < 14.3 || r > 14.4 {
+	if r := snap[1].RatePerHour; snap[1].Count != 43 || r == nil || *r < 14.3 || *r > 14.4 {
 		t.Errorf("goldenclover: count %d rate %v, the report says ~14/h", snap[1].Count, r)
 	}
 	// Files: the newest MaxFiles, newest first; the rest counted.
@@ -248,13 +251,87 @@ func TestGroups(t *testing.T) {
 	if got.Count != 377 || got.FilesDropped != 377-MaxFiles || !got.FirstSeen.Equal(t0.Add(-time.Hour)) {
 		t.Errorf("late old file: %+v", got)
 	}
-	// A burst: rate is per hour at least over one hour.
+	// A burst: no rate until the span is MinRateSpan, then over the real span.
 	b := NewGroups()
-	for range 5 {
-		b.Add(sigFor("a.f", "a.g"), File{Path: "x", ModTime: t0}, "")
+	for i := range 5 {
+		b.Add(sigFor("a.f", "a.g"), File{Path: "x", ModTime: t0.Add(time.Duration(i) * time.Second)}, "")
 	}
-	if r := b.Snapshot()[0].RatePerHour; r != 5 {
-		t.Errorf("burst rate %v", r)
+	if r := b.Snapshot()[0].RatePerHour; r != nil {
+		t.Errorf("burst over 4 s has rate %v, want none", *r)
+	}
+	b.Add(sigFor("a.f", "a.g"), File{Path: "y", ModTime: t0.Add(30 * time.Minute)}, "")
+	if r := b.Snapshot()[0].RatePerHour; r == nil || *r != 12 {
+		t.Errorf("6 panics over 30 min: rate %v, want 12", r)
+	}
+}
+
+// TestGroupsCap: past the cap the least recently seen groups roll into
+// Other, which keeps every count; a group can give a file back (Remove).
+func TestGroupsCap(t *testing.T) {
+	g := NewGroupsMax(3)
+	t0 := time.Unix(1e9, 0)
+	for i := range 10 {
+		sig := sigFor(fmt.Sprintf("site%d.f", i), "main.main")
+		for j := range i + 1 {
+			g.Add(sig, File{Path: fmt.Sprintf("%d-%d", i, j), Size: 10, ModTime: t0.Add(time.Duration(i) * time.Hour)}, "ex")
+		}
+	}
+	snap := g.Snapshot()
+	if len(snap) != 4 || g.Len() != 4 {
+		t.Fatalf("%d groups, want 3 and other", len(snap))
+	}
+	total := 0
+	var other Group
+	for _, gr := range snap {
+		total += gr.Count
+		if gr.Key == OtherKey {
+			other = gr
+		}
+	}
+	// Sites 0..6 (1+2+...+7 = 28 panics) were rolled out; 7, 8, 9 are kept.
+	if total != 55 || other.Count != 28 || other.Bytes != 280 || !other.FirstSeen.Equal(t0) ||
+		!other.LastSeen.Equal(t0.Add(6*time.Hour)) || len(other.Files) != 28 {
+		t.Fatalf("total %d, other %+v", total, other)
+	}
+	if g.Has(sigFor("site0.f", "main.main").Key) || !g.Has(sigFor("site9.f", "main.main").Key) {
+		t.Fatal("the wrong groups were rolled out")
+	}
+	// Removing from a rolled-out group takes from Other.
+	g.Remove(sigFor("site0.f", "main.main").Key, File{Path: "0-0", Size: 10})
+	if o, _ := g.Get(OtherKey); o.Count != 27 || slices.Contains(o.Files, "0-0") {
+		t.Fatalf("other after remove: %+v", o)
+	}
+	// A kept group emptied by Remove goes away.
+	nine := sigFor("site9.f", "main.main").Key
+	for j := range 10 {
+		g.Remove(nine, File{Path: fmt.Sprintf("9-%d", j), Size: 10})
+	}
+	if _, ok := g.Get(nine); ok {
+		t.Fatal("an empty group is still listed")
+	}
+	// Restore keeps Other and the cap.
+	r := NewGroupsMax(3)
+	r.Restore(g.Snapshot())
+	total = 0
+	for _, gr := range r.Snapshot() {
+		total += gr.Count
+	}
+	if total != 44 || r.Len() != 3 {
+		t.Fatalf("restored %d groups, %d panics", r.Len(), total)
+	}
+}
+
+func TestTimeOf(t *testing.T) {
+	mtime := time.Unix(1e9, 0)
+	for path, want := range map[string]time.Time{
+		"/logs/wilddiggr-20251030T111505.123456789Z-17-3.stacktrace.log": time.Date(2025, 10, 30, 11, 15, 5, 123456789, time.UTC),
+		"fatal-20251030T111505Z.stacktrace.log":                          time.Date(2025, 10, 30, 11, 15, 5, 0, time.UTC),
+		"copied.stacktrace.log":                                          mtime,
+		"x-20251399T111505Z.stacktrace.log":                              mtime, // no such month
+	} {
+		if got := TimeOf(path, mtime); !got.Equal(want) {
+			t.Errorf("%s: %v, want %v", path, got, want)
+		}
 	}
 }
 
@@ -348,7 +425,7 @@ func TestRestore(t *testing.T) {
 	r := NewGroups()
 	r.Restore(before)
 	after := r.Snapshot()
-	if fmt.Sprint(before) != fmt.Sprint(after) {
+	if !reflect.DeepEqual(before, after) {
 		t.Errorf("restore changed groups:\n%+v\n%+v", before, after)
 	}
 	// Counting continues on top of the restored state.

@@ -3,43 +3,61 @@ package crash
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 )
 
-// Bounds on what a group keeps, so memory does not grow with the panic count.
+// Bounds on what groups keep, so memory and the state file do not grow
+// with the panic count or the number of distinct crash sites.
 const (
 	// MaxFiles is how many file paths a group keeps (the newest).
 	MaxFiles = 100
 	// MaxExampleBytes caps a group's example trace.
 	MaxExampleBytes = 16 << 10
+	// DefaultMaxGroups is how many groups are kept before the least
+	// recent are rolled into the Other group.
+	DefaultMaxGroups = 1000
+	// MinRateSpan is the shortest first-to-last span over which a rate per
+	// hour is shown: over seconds, a burst would read as thousands per hour.
+	MinRateSpan = 10 * time.Minute
 )
+
+// OtherKey is the key (and kind) of the group that holds the counts of
+// groups rolled out past the cap.
+const OtherKey = "other"
 
 // File identifies one panic file for grouping.
 type File struct {
-	Path    string
-	Size    int64
+	Path string
+	Size int64
+	// ModTime is when the panic happened: its own time when the file says
+	// (see TimeOf), else the file's modification time.
 	ModTime time.Time
 }
 
 // Group is one crash group. Its JSON is the contract of
 // `sidecar analyze -json` and GET /api/v1/crashes.
 type Group struct {
-	Key         string `json:"key"`
-	Kind        string `json:"kind"`
-	Message     string `json:"message"`
-	CrashSite   Site   `json:"crash_site"`
-	Caller      string `json:"caller"`
+	Key       string `json:"key"`
+	Kind      string `json:"kind"`
+	Message   string `json:"message"`
+	CrashSite Site   `json:"crash_site"`
+	// Caller is the frame that called the crash site; empty when the site
+	// is its goroutine's outermost frame.
+	Caller string `json:"caller"`
+	// CreatedBy is the function that started the crashing goroutine.
+	CreatedBy   string `json:"created_by,omitempty"`
 	NilReceiver bool   `json:"nil_receiver"`
 	Count       int    `json:"count"`
-	// FirstSeen and LastSeen are the oldest and newest file modification times.
+	// FirstSeen and LastSeen are the oldest and newest panic times.
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
-	// RatePerHour is Count over the first-to-last span, the span counted as
-	// at least one hour so that a burst does not read as thousands per hour.
-	RatePerHour float64 `json:"rate_per_hour"`
+	// RatePerHour is Count over the first-to-last span; null while the span
+	// is under MinRateSpan.
+	RatePerHour *float64 `json:"rate_per_hour"`
 	// Files are the newest MaxFiles paths, newest first; FilesDropped
 	// counts the older ones no longer listed.
 	Files        []string `json:"files"`
@@ -50,10 +68,14 @@ type Group struct {
 	Example string `json:"example"`
 }
 
-// Groups accumulates crash groups. It is safe for concurrent use.
+// Groups accumulates crash groups, at most a maximum number of them: past
+// it, the least recently seen group is rolled into the Other group, which
+// keeps its counts. It is safe for concurrent use.
 type Groups struct {
-	mu sync.Mutex
-	m  map[string]*group
+	mu    sync.Mutex
+	max   int
+	m     map[string]*group
+	other *group // nil until a group is rolled out
 }
 
 type group struct {
@@ -63,16 +85,22 @@ type group struct {
 	files []File
 }
 
-// NewGroups returns an empty set of groups.
-func NewGroups() *Groups {
-	return &Groups{m: make(map[string]*group)}
+// NewGroups returns an empty set of groups with the default cap.
+func NewGroups() *Groups { return NewGroupsMax(DefaultMaxGroups) }
+
+// NewGroupsMax returns an empty set of at most max groups besides Other
+// (DefaultMaxGroups when max <= 0).
+func NewGroupsMax(max int) *Groups {
+	if max <= 0 {
+		max = DefaultMaxGroups
+	}
+	return &Groups{max: max, m: make(map[string]*group)}
 }
 
 // Add counts one panic file in the group of sig, creating the group if
 // needed, and returns the group as it now is, except that Files is nil:
 // copying the file list halved the ingest rate, so it is left to Snapshot.
-// The file's ModTime is when the panic was seen; example is kept (capped)
-// if the group is new.
+// example is kept (capped) if the group is new.
 func (g *Groups) Add(sig Signature, f File, example string) Group {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -80,12 +108,31 @@ func (g *Groups) Add(sig Signature, f File, example string) Group {
 	if !ok {
 		gr = &group{Group: Group{
 			Key: sig.Key, Kind: sig.Kind, Message: sig.Message, CrashSite: sig.Site,
-			Caller: sig.Caller, NilReceiver: sig.NilReceiver,
+			Caller: sig.Caller, CreatedBy: sig.CreatedBy, NilReceiver: sig.NilReceiver,
 			FirstSeen: f.ModTime, LastSeen: f.ModTime,
 			Example: capString(example, MaxExampleBytes),
 		}}
 		g.m[sig.Key] = gr
+		g.evict()
 	}
+	gr.add(f)
+	if !f.ModTime.Before(gr.LastSeen) {
+		// Show the newest occurrence's line: after a redeploy it is the current one.
+		gr.CrashSite = sig.Site
+	}
+	return gr.summary()
+}
+
+// Has reports whether a group of key is kept (not rolled into Other), so
+// a caller can skip copying an example it would not keep.
+func (g *Groups) Has(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.m[key]
+	return ok
+}
+
+func (gr *group) add(f File) {
 	gr.Count++
 	gr.Bytes += f.Size
 	if f.ModTime.Before(gr.FirstSeen) {
@@ -93,11 +140,69 @@ func (g *Groups) Add(sig Signature, f File, example string) Group {
 	}
 	if f.ModTime.After(gr.LastSeen) {
 		gr.LastSeen = f.ModTime
-		// Show the newest occurrence's line: after a redeploy it is the current one.
-		gr.CrashSite = sig.Site
 	}
 	gr.addFile(f)
-	return gr.summary()
+}
+
+// Remove takes one panic file out of the group of key (or out of Other if
+// that group was rolled out), e.g. when a file that grew turns out to be
+// another crash site. First and last seen stay as they were.
+func (g *Groups) Remove(key string, f File) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gr, ok := g.m[key]
+	if !ok {
+		gr = g.other
+	}
+	if gr == nil || gr.Count == 0 {
+		return
+	}
+	gr.Count--
+	gr.Bytes = max(0, gr.Bytes-f.Size)
+	if i := slices.IndexFunc(gr.files, func(x File) bool { return x.Path == f.Path }); i >= 0 {
+		gr.files = slices.Delete(gr.files, i, i+1)
+	}
+	if gr.Count == 0 && gr != g.other {
+		delete(g.m, key)
+	}
+}
+
+// evict rolls the least recently seen group into Other while there are
+// more than max.
+func (g *Groups) evict() {
+	for len(g.m) > g.max {
+		var oldest *group
+		for _, gr := range g.m {
+			if oldest == nil || gr.LastSeen.Before(oldest.LastSeen) ||
+				gr.LastSeen.Equal(oldest.LastSeen) && gr.Key < oldest.Key {
+				oldest = gr
+			}
+		}
+		delete(g.m, oldest.Key)
+		if g.other == nil {
+			g.other = &group{Group: Group{
+				Key: OtherKey, Kind: OtherKey, Message: "crash groups past the cap, rolled together (least recently seen first)",
+				FirstSeen: oldest.FirstSeen, LastSeen: oldest.LastSeen,
+			}}
+		}
+		g.other.merge(oldest)
+	}
+}
+
+// merge adds src's counts and files to gr.
+func (gr *group) merge(src *group) {
+	gr.Count += src.Count
+	gr.Bytes += src.Bytes
+	gr.FilesDropped += src.FilesDropped
+	if src.FirstSeen.Before(gr.FirstSeen) {
+		gr.FirstSeen = src.FirstSeen
+	}
+	if src.LastSeen.After(gr.LastSeen) {
+		gr.LastSeen = src.LastSeen
+	}
+	for _, f := range src.files {
+		gr.addFile(f)
+	}
 }
 
 // addFile inserts f in ModTime order, keeping at most MaxFiles newest.
@@ -126,9 +231,19 @@ func (gr *group) addFile(f File) {
 func (gr *group) summary() Group {
 	out := gr.Group
 	out.FilesDropped += max(0, len(gr.files)-MaxFiles)
-	hours := out.LastSeen.Sub(out.FirstSeen).Hours()
-	out.RatePerHour = float64(out.Count) / max(hours, 1)
+	out.RatePerHour = Rate(out.Count, out.FirstSeen, out.LastSeen)
 	return out
+}
+
+// Rate is count per hour over the span from first to last, or nil when the
+// span is under MinRateSpan.
+func Rate(count int, first, last time.Time) *float64 {
+	span := last.Sub(first)
+	if span < MinRateSpan {
+		return nil
+	}
+	r := float64(count) / span.Hours()
+	return &r
 }
 
 func (gr *group) snapshot() Group {
@@ -141,19 +256,40 @@ func (gr *group) snapshot() Group {
 	return out
 }
 
-// Len returns the number of groups.
+// Len returns the number of groups, Other included.
 func (g *Groups) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.other != nil {
+		return len(g.m) + 1
+	}
 	return len(g.m)
 }
 
-// Snapshot returns copies of all groups, largest first (then newest, then by key).
+// Get returns the group of key (OtherKey for Other) with its files.
+func (g *Groups) Get(key string) (Group, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gr, ok := g.m[key]
+	if !ok && key == OtherKey && g.other != nil {
+		gr, ok = g.other, true
+	}
+	if !ok {
+		return Group{}, false
+	}
+	return gr.snapshot(), true
+}
+
+// Snapshot returns copies of all groups, largest first (then newest, then
+// by key), Other among them.
 func (g *Groups) Snapshot() []Group {
 	g.mu.Lock()
-	out := make([]Group, 0, len(g.m))
+	out := make([]Group, 0, len(g.m)+1)
 	for _, gr := range g.m {
 		out = append(out, gr.snapshot())
+	}
+	if g.other != nil {
+		out = append(out, g.other.snapshot())
 	}
 	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Group) int {
@@ -181,32 +317,40 @@ func capString(s string, n int) string {
 
 // Restore merges groups saved from an earlier Snapshot, e.g. from the
 // sidecar's state file after a restart. A restored group's counts add to
-// any group of the same key already present.
+// any group of the same key already present; past the cap the least
+// recent roll into Other as they would have.
 func (g *Groups) Restore(saved []Group) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, s := range saved {
-		gr, ok := g.m[s.Key]
-		if !ok {
-			gr = &group{Group: s}
-			gr.Files, gr.RatePerHour = nil, 0
-			gr.Example = capString(s.Example, MaxExampleBytes)
-			g.m[s.Key] = gr
-		} else {
-			gr.Count += s.Count
-			gr.Bytes += s.Bytes
-			gr.FilesDropped += s.FilesDropped
-			if s.FirstSeen.Before(gr.FirstSeen) {
-				gr.FirstSeen = s.FirstSeen
-			}
-			if s.LastSeen.After(gr.LastSeen) {
-				gr.LastSeen = s.LastSeen
-			}
-		}
+		src := &group{Group: s}
+		src.Files, src.RatePerHour = nil, nil
+		src.Example = capString(s.Example, MaxExampleBytes)
 		// Per-file times are not saved: space the files out below LastSeen
 		// so they keep their newest-first order.
 		for i, p := range s.Files {
-			gr.addFile(File{Path: p, ModTime: s.LastSeen.Add(-time.Duration(i))})
+			src.addFile(File{Path: p, ModTime: s.LastSeen.Add(-time.Duration(i))})
+		}
+		src.FilesDropped = s.FilesDropped
+		switch gr, ok := g.m[s.Key]; {
+		case s.Key == OtherKey && g.other == nil:
+			g.other = src
+		case s.Key == OtherKey:
+			g.other.merge(src)
+		case ok:
+			gr.merge(src)
+		default:
+			g.m[s.Key] = src
 		}
 	}
+	g.evict()
+}
+
+// RateText is RatePerHour for people: "12.0" per hour, or "-" while the
+// span is too short for a rate.
+func (g Group) RateText() string {
+	if g.RatePerHour == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*g.RatePerHour, 'f', 1, 64)
 }

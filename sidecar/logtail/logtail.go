@@ -3,7 +3,9 @@
 // without counting a line twice.
 //
 // The tailer never keeps the file open: every round opens it, reads what is
-// new, and closes it. A position is the file's device and inode, the offset
+// new, and closes it. It opens only regular files, never following a
+// symlink nor waiting on a FIFO (internal/fsutil.OpenRegular), so a
+// hostile file at the log's path cannot block it or the shutdown. A position is the file's device and inode, the offset
 // of the first unread line, and a hash of the file's first bytes:
 //
 //   - a different inode at the path means rename rotation; the rest of the
@@ -27,10 +29,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // HeadLen is how many leading bytes identify a file's content.
@@ -130,7 +133,7 @@ func (t *Tailer) Run(ctx context.Context, report func(matches int, pos Position)
 // Poll reads everything new once and returns the number of matching lines.
 // A missing file is not an error: the server may not have started yet.
 func (t *Tailer) Poll() (int, error) {
-	fi, err := os.Stat(t.cfg.Path)
+	fi, err := os.Lstat(t.cfg.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		t.cfg.StartAtEnd = false // whatever appears later is new
 		return 0, nil
@@ -138,13 +141,13 @@ func (t *Tailer) Poll() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	dev, ino := devIno(fi)
+	id := fsutil.IDOf(fi)
 	if t.pos.Ino == 0 && t.cfg.StartAtEnd {
 		t.cfg.StartAtEnd = false
 		return 0, t.seekEnd()
 	}
 	n := 0
-	if t.pos.Ino != 0 && (t.pos.Dev != dev || t.pos.Ino != ino) {
+	if t.pos.Ino != 0 && (t.pos.Dev != id.Dev || t.pos.Ino != id.Ino) {
 		// Rotated by rename: finish the old file if it is still nearby.
 		if old := t.findRotated(); old != "" {
 			m, err := t.read(old, false)
@@ -161,16 +164,12 @@ func (t *Tailer) Poll() (int, error) {
 
 // seekEnd positions the tailer after the file's last complete line.
 func (t *Tailer) seekEnd() error {
-	f, err := os.Open(t.cfg.Path)
+	f, fi, err := fsutil.OpenRegular(t.cfg.Path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	dev, ino := devIno(fi)
+	id := fsutil.IDOf(fi)
 	head, err := readHead(f, fi.Size())
 	if err != nil {
 		return err
@@ -179,7 +178,7 @@ func (t *Tailer) seekEnd() error {
 	if _, err := f.ReadAt(tail, fi.Size()-int64(len(tail))); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	t.pos = Position{Dev: dev, Ino: ino, Offset: fi.Size(), HeadN: int64(len(head)), Head: xxhash.Sum64(head)}
+	t.pos = Position{Dev: id.Dev, Ino: id.Ino, Offset: fi.Size(), HeadN: int64(len(head)), Head: xxhash.Sum64(head)}
 	if i := bytes.LastIndexByte(tail, '\n'); i >= 0 {
 		t.pos.Offset -= int64(len(tail) - i - 1)
 	} else if len(tail) > 0 {
@@ -204,7 +203,7 @@ func (t *Tailer) findRotated() string {
 		if err != nil {
 			continue
 		}
-		if d, i := devIno(fi); d == t.pos.Dev && i == t.pos.Ino {
+		if id := fsutil.IDOf(fi); id.Dev == t.pos.Dev && id.Ino == t.pos.Ino {
 			return filepath.Join(dir, e.Name())
 		}
 	}
@@ -214,7 +213,7 @@ func (t *Tailer) findRotated() string {
 // read consumes complete lines of path from the position. current says
 // whether path is the live file (whose identity becomes the position).
 func (t *Tailer) read(path string, current bool) (int, error) {
-	f, err := os.Open(path)
+	f, fi, err := fsutil.OpenRegular(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return 0, nil
@@ -222,13 +221,9 @@ func (t *Tailer) read(path string, current bool) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	dev, ino := devIno(fi)
-	if current && (t.pos.Dev != dev || t.pos.Ino != ino) {
-		t.pos = Position{Dev: dev, Ino: ino}
+	id := fsutil.IDOf(fi)
+	if current && (t.pos.Dev != id.Dev || t.pos.Ino != id.Ino) {
+		t.pos = Position{Dev: id.Dev, Ino: id.Ino}
 	}
 	head, err := readHead(f, fi.Size())
 	if err != nil {
@@ -316,13 +311,6 @@ func (t *Tailer) scan(r io.Reader, n int64) (int, error) {
 		t.line = nil
 	}
 	return matches, nil
-}
-
-func devIno(fi fs.FileInfo) (uint64, uint64) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev), st.Ino
-	}
-	return 0, 0
 }
 
 // JSONMsg returns a Match function for JSON log lines (log/slog's JSON

@@ -2,12 +2,16 @@ package logtail
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 const msg = "[Client] Gate session closed, message cannot be sent"
@@ -95,9 +99,7 @@ func TestCopyTruncate(t *testing.T) {
 	tl := newTailer(t, p, Position{})
 	appendTo(t, p, line(msg, "a")+line(msg, "b")+line(msg, "c"))
 	poll(t, tl, 3)
-	var st syscall.Stat_t
-	syscall.Stat(p, &st)
-	ino := st.Ino
+	ino := idOf(t, p)
 
 	// logrotate copytruncate: copy, then truncate the same inode in place.
 	b, _ := os.ReadFile(p)
@@ -113,8 +115,7 @@ func TestCopyTruncate(t *testing.T) {
 	os.Truncate(p, 0)
 	appendTo(t, p, line(msg, "zz-much-longer-player-name-to-change-the-head")+line(msg, "e")+line(msg, "f"))
 	poll(t, tl, 3)
-	syscall.Stat(p, &st)
-	if st.Ino != ino {
+	if idOf(t, p) != ino {
 		t.Fatalf("test broke: inode changed")
 	}
 }
@@ -205,4 +206,52 @@ func TestStartAtEnd(t *testing.T) {
 	poll(t, tl, 0)
 	appendTo(t, p, full[10:]+line(msg, "d"))
 	poll(t, tl, 2) // the line that was being written, and the next
+}
+
+// TestFIFONeverBlocks: a FIFO (no writer) or a symlink at the log's path is
+// an error for the round, never a blocked open, with or without a saved
+// position; Run still stops at once when its context ends.
+func TestFIFONeverBlocks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gameserver.log")
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for _, cfg := range []Config{{Path: path, Match: JSONMsg(msg)}, {Path: path, Match: JSONMsg(msg), StartAtEnd: true}} {
+		tl, err := New(cfg, Position{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tl.Poll(); !errors.Is(err, fsutil.ErrNotRegular) {
+			t.Fatalf("poll of a FIFO: %v, want ErrNotRegular", err)
+		}
+	}
+	// A symlink to a real log is not followed either.
+	real := filepath.Join(dir, "real.log")
+	appendTo(t, real, line(msg, "a"))
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := newTailer(t, link, Position{}).Poll(); n != 0 || !errors.Is(err, fsutil.ErrNotRegular) {
+		t.Fatalf("poll of a symlink: %d, %v", n, err)
+	}
+
+	tl := newTailer(t, path, Position{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx, func(int, Position) {}) }()
+	cancel()
+	if err := <-done; err != nil { // a blocked open would hang here
+		t.Fatal(err)
+	}
+}
+
+func idOf(t *testing.T, path string) fsutil.ID {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsutil.IDOf(fi)
 }

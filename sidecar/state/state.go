@@ -6,9 +6,20 @@
 //
 // # Writes
 //
-// Save writes a temporary file in the same directory, fsyncs it, renames it
-// over state.json and fsyncs the directory, so a crash leaves either the old
-// or the new state, never a mix.
+// Save streams the state through internal/fsutil.Write (a temporary file in
+// the same directory, fsync, rename over state.json, fsync of the
+// directory), so a crash leaves either the old or the new state, never a
+// mix, and a save holds no second copy of the crash groups in memory.
+//
+// # Size
+//
+// The state is bounded whatever the number of files and crash sites: the
+// crash groups are capped by the sidecar (the rest roll into one "other"
+// group that keeps the counts), and per-file records are kept for at most
+// a cap of files on disk (ingest.DefaultMaxFiles). Past that, the oldest records are dropped and
+// SeenBefore remembers the newest modification time dropped: a file with no
+// record and an older time is taken as seen. Counters are a handful of
+// series. At the default caps the file stays under about 32 MB.
 //
 // The sidecar saves when something changed, at most every -state-interval
 // (1 s), and on shutdown. After a SIGKILL the seen set and the counters roll
@@ -34,6 +45,8 @@
 package state
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +56,10 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/decide"
 )
 
 // FileName is the state file's name inside the data directory.
@@ -53,34 +70,9 @@ const FileName = "state.json"
 const Version = 1
 
 // maxStateBytes bounds how much Load reads: a state file past this is treated
-// as corrupt rather than exhausting memory.
+// as corrupt rather than exhausting memory. Files this package writes stay
+// far below it (see Size in the package documentation).
 const maxStateBytes = 256 << 20
-
-// Status says what became of a stacktrace file.
-type Status string
-
-// File statuses.
-const (
-	StatusCounted Status = "counted" // parsed as a panic and counted
-	StatusFailed  Status = "failed"  // parse failure counted
-	StatusEmpty   Status = "empty"   // nothing in it yet; waiting for content
-	// StatusIncomplete: a panic message but no traceback yet; waiting for
-	// the rest of an in-place write.
-	StatusIncomplete Status = "incomplete"
-)
-
-// File identifies one stacktrace file as it was last read. Device and inode
-// alone are not enough (inodes are reused after cleanup) and neither is the
-// content (panic files share their first lines), so all of them are kept.
-type File struct {
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	Size   int64  `json:"size"`
-	MTime  int64  `json:"mtime_ns"`
-	Hash   uint64 `json:"hash"`   // xxhash64 of the first Hashed bytes
-	Hashed int64  `json:"hashed"` // bytes covered by Hash (the read is bounded)
-	Status Status `json:"status"`
-}
 
 // Log is the position of the server log tailer.
 type Log struct {
@@ -101,18 +93,21 @@ type Series struct {
 
 // State is everything the sidecar persists.
 type State struct {
-	Version  int             `json:"version"`
-	Saved    time.Time       `json:"saved"`
-	Files    map[string]File `json:"files"` // by path
-	Log      Log             `json:"log"`
-	Counters []Series        `json:"counters"`
-	// Groups is the crash groups' JSON, opaque to this package, so that a
-	// restart keeps groups whose files retention has deleted.
-	Groups json.RawMessage `json:"groups,omitempty"`
+	Version int                      `json:"version"`
+	Saved   time.Time                `json:"saved"`
+	Files   map[string]decide.Record `json:"files"` // by path
+	// SeenBefore: files without a record and modified at or before this
+	// time (ns) were seen and their records dropped (see Size).
+	SeenBefore int64    `json:"seen_before_ns,omitempty"`
+	Log        Log      `json:"log"`
+	Counters   []Series `json:"counters"`
+	// Groups are the crash groups, so that a restart keeps groups whose
+	// files retention has deleted.
+	Groups []crash.Group `json:"groups,omitempty"`
 }
 
 // New returns an empty state.
-func New() *State { return &State{Version: Version, Files: map[string]File{}} }
+func New() *State { return &State{Version: Version, Files: map[string]decide.Record{}} }
 
 // Loaded describes how Load found the state file.
 type Loaded struct {
@@ -194,72 +189,41 @@ func decode(b []byte, st *State) error {
 		return fmt.Errorf("unsupported state version %d (want %d)", st.Version, Version)
 	}
 	if st.Files == nil {
-		st.Files = map[string]File{}
+		st.Files = map[string]decide.Record{}
 	}
 	return nil
 }
 
-// Save writes st atomically: temp file, fsync, rename, fsync of the directory.
+// Save writes st atomically. The crash groups are encoded one at a time
+// straight to the file.
 func (s *Store) Save(st *State) error {
 	st.Version = Version
 	st.Saved = s.now().UTC()
-	b, err := json.Marshal(st)
+	head := *st
+	head.Groups = nil
+	b, err := json.Marshal(&head)
 	if err != nil {
 		return fmt.Errorf("state: encode: %w", err)
 	}
-	return WriteAtomic(s.Path(), b)
-}
-
-// WriteAtomic replaces path with data so that a crash leaves either the old
-// or the new content.
-func WriteAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	err = fsutil.Write(s.Path(), 0o600, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		// The head without its closing brace, then the groups.
+		bw.Write(bytes.TrimSuffix(b, []byte("}")))
+		bw.WriteString(`,"groups":[`)
+		enc := json.NewEncoder(bw)
+		for i := range st.Groups {
+			if i > 0 {
+				bw.WriteByte(',')
+			}
+			if err := enc.Encode(&st.Groups[i]); err != nil {
+				return err
+			}
 		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("state: write %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("state: fsync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("state: close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	d, err := os.Open(dir)
+		bw.WriteString("]}\n")
+		return bw.Flush()
+	})
 	if err != nil {
-		return fmt.Errorf("state: open dir: %w", err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("state: fsync dir: %w", err)
+		return fmt.Errorf("state: save: %w", err)
 	}
 	return nil
-}
-
-// Clone returns a deep copy of st, so a snapshot can be saved in the
-// background while st keeps changing.
-func (st *State) Clone() *State {
-	c := *st
-	c.Files = make(map[string]File, len(st.Files))
-	for k, v := range st.Files {
-		c.Files[k] = v
-	}
-	c.Groups = append(json.RawMessage(nil), st.Groups...)
-	c.Counters = make([]Series, len(st.Counters))
-	for i, s := range st.Counters {
-		s.Labels = append([]string(nil), s.Labels...)
-		c.Counters[i] = s
-	}
-	return &c
 }

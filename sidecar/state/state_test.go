@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackwatch/stackwatch/sidecar/crash"
+	"github.com/stackwatch/stackwatch/sidecar/decide"
 )
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -21,9 +24,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil || !loaded.Fresh || loaded.Corrupt {
 		t.Fatalf("first load: %+v %v", loaded, err)
 	}
-	st.Files["/logs/a.stacktrace.log"] = File{Dev: 1, Ino: 2, Size: 3, MTime: 4, Hash: 5, Hashed: 3, Status: StatusCounted}
+	st.Files["/logs/a.stacktrace.log"] = decide.Record{Dev: 1, Ino: 2, Size: 3, MTime: 4, Hash: 5, Hashed: 3, Status: decide.StatusCounted, Group: "k"}
 	st.Log = Log{Path: "/logs/gameserver.log", Dev: 1, Ino: 9, Offset: 100, Head: 7, HeadN: 64}
 	st.Counters = []Series{{Metric: "m", Labels: []string{"a", "b"}, Value: 3}}
+	st.SeenBefore = 42
+	st.Groups = []crash.Group{{Key: "k", Kind: "custom", Count: 2, Files: []string{"/logs/a.stacktrace.log"}, Example: "panic: \"x\"\n\tat\n"}, {Key: "other", Count: 7}}
 	if err := s.Save(st); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +100,7 @@ func TestSaveReplacesAtomically(t *testing.T) {
 	s, _ := NewStore(dir, nil)
 	st := New()
 	for i := range 3 {
-		st.Files[filepath.Join("/x", string(rune('a'+i)))] = File{Ino: uint64(i)}
+		st.Files[filepath.Join("/x", string(rune('a'+i)))] = decide.Record{Ino: uint64(i)}
 		if err := s.Save(st); err != nil {
 			t.Fatal(err)
 		}
@@ -108,18 +113,5 @@ func TestSaveReplacesAtomically(t *testing.T) {
 	s2 := &Store{dir: filepath.Join(dir, "gone"), logger: slog.New(slog.DiscardHandler), now: time.Now}
 	if err := s2.Save(st); err == nil {
 		t.Fatal("save into a missing dir succeeded")
-	}
-}
-
-func TestCloneIsDeep(t *testing.T) {
-	st := New()
-	st.Files["a"] = File{Ino: 1}
-	st.Counters = []Series{{Metric: "m", Labels: []string{"x"}, Value: 1}}
-	c := st.Clone()
-	st.Files["b"] = File{Ino: 2}
-	st.Counters[0].Labels[0] = "y"
-	st.Counters[0].Value = 2
-	if len(c.Files) != 1 || c.Counters[0].Labels[0] != "x" || c.Counters[0].Value != 1 {
-		t.Fatalf("clone shares memory: %+v", c)
 	}
 }

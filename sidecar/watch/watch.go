@@ -1,11 +1,13 @@
 // Package watch reports complete files matching a pattern in one directory,
 // with fsnotify (inotify) and a polling fallback.
 //
-// A file renamed into the directory is complete at once: fsnotify reports the
-// rename source's Rename event right before the target's Create. A file
-// written in place is reported once it has been quiet for the settle period,
-// because Linux gives fsnotify no close-write event; if it grows afterwards it
-// is reported again and the consumer decides whether it is the same file.
+// A file that appears (created, or renamed in from anywhere) is reported at
+// once: a file renamed into place is complete, and one created to be written
+// in place is empty or cut short, which the consumer recognises and waits
+// out. A file written to is reported again once it has been quiet for the
+// settle period, because Linux gives fsnotify no close-write event; whenever
+// it changes it is reported again and the consumer decides whether it is the
+// same file. No rename source has to be paired with its target.
 //
 // The directory may be missing at start, or deleted and created again: while
 // it is missing its parent is watched (or, if the parent is missing too, its
@@ -28,11 +30,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // Op is the kind of an Event.
@@ -71,6 +74,7 @@ const (
 	ReasonTimer     = "timer"     // periodic safety rescan
 	ReasonRecreated = "recreated" // the directory appeared again
 	ReasonPoll      = "poll"      // a polling round
+	ReasonRequest   = "request"   // Rescan was called
 )
 
 // Event is one observation delivered to the handler.
@@ -78,9 +82,9 @@ type Event struct {
 	Op      Op
 	Path    string      // Ready, Removed
 	Info    fs.FileInfo // Ready: Lstat of Path when it was found complete
-	Renamed bool        // Ready: arrived by rename, so complete without settling
 	Reason  string      // Synced: why the scan ran
 	Present []string    // Synced: every matching path, sorted
+	Missing bool        // Synced: the directory does not exist
 	Polling bool        // ModeChanged: true when polling
 }
 
@@ -128,13 +132,13 @@ type Watcher struct {
 	timer   *time.Timer
 	armed   bool
 
-	lastRename bool
-	emit       func(Event)
+	rescan chan chan struct{} // Rescan's requests
+	emit   func(Event)
 }
 
 // stamp is what a rescan compares to decide whether a file changed.
 type stamp struct {
-	ino   uint64
+	id    fsutil.ID
 	size  int64
 	mtime int64
 }
@@ -174,7 +178,7 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	w := &Watcher{
 		cfg: cfg, dir: dir, parent: filepath.Dir(dir), log: cfg.Logger,
-		known: map[string]stamp{}, pending: map[string]time.Time{},
+		known: map[string]stamp{}, pending: map[string]time.Time{}, rescan: make(chan chan struct{}),
 	}
 	if cfg.ForcePoll {
 		w.polling = true
@@ -260,6 +264,9 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 			w.settled(time.Now())
 		case <-rescan.C:
 			w.scan(ReasonTimer)
+		case done := <-w.rescan:
+			w.scan(ReasonRequest)
+			close(done)
 		case <-retry.C:
 			if w.watching == "" {
 				if err := w.attach(); err != nil {
@@ -334,11 +341,6 @@ func (w *Watcher) match(path string) bool {
 }
 
 func (w *Watcher) handle(ev fsnotify.Event) error {
-	// fsnotify pairs a same-directory rename's Rename and Create events by
-	// cookie and shows the source in String; both signs must agree.
-	renamed := w.lastRename && strings.Contains(ev.String(), " ← ")
-	w.lastRename = ev.Has(fsnotify.Rename) && filepath.Dir(ev.Name) == w.dir
-
 	if ev.Name == w.dir {
 		switch {
 		case ev.Has(fsnotify.Create) && w.watching == w.parent:
@@ -360,12 +362,13 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 	}
 	switch {
 	case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
-		w.gone(ev.Name)
-	case ev.Has(fsnotify.Create) && renamed:
-		// Renamed into place: the writer finished before the rename.
-		delete(w.pending, ev.Name)
-		w.check(ev.Name, true)
-	case ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write):
+		// Events queue up: by now another file may have the name, so ask
+		// the directory rather than trust the event.
+		w.check(ev.Name)
+	case ev.Has(fsnotify.Create):
+		// Complete if renamed into place; else empty, and its writes follow.
+		w.check(ev.Name)
+	case ev.Has(fsnotify.Write):
 		w.defer_(ev.Name, time.Now())
 	}
 	return nil
@@ -393,7 +396,7 @@ func (w *Watcher) settled(now time.Time) {
 			continue // a later event re-armed it
 		}
 		delete(w.pending, d.path)
-		w.check(d.path, false)
+		w.check(d.path)
 	}
 	w.queue = w.queue[i:]
 	if len(w.queue) == 0 {
@@ -405,7 +408,7 @@ func (w *Watcher) settled(now time.Time) {
 }
 
 // check stats path and reports it Ready if it changed since last reported.
-func (w *Watcher) check(path string, renamed bool) {
+func (w *Watcher) check(path string) {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -415,11 +418,12 @@ func (w *Watcher) check(path string, renamed bool) {
 		}
 		return
 	}
-	w.ready(path, fi, renamed)
+	w.ready(path, fi)
 }
 
-func (w *Watcher) ready(path string, fi fs.FileInfo, renamed bool) {
+func (w *Watcher) ready(path string, fi fs.FileInfo) {
 	if !fi.Mode().IsRegular() {
+		w.gone(path) // a symlink or FIFO now has the name: not a stacktrace file
 		return
 	}
 	st := stampOf(fi)
@@ -427,7 +431,7 @@ func (w *Watcher) ready(path string, fi fs.FileInfo, renamed bool) {
 		return
 	}
 	w.known[path] = st
-	w.emit(Event{Op: Ready, Path: path, Info: fi, Renamed: renamed})
+	w.emit(Event{Op: Ready, Path: path, Info: fi})
 }
 
 func (w *Watcher) gone(path string) {
@@ -466,17 +470,19 @@ func (w *Watcher) scan(reason string) {
 		if old, ok := w.known[path]; ok && old == stampOf(fi) {
 			continue
 		}
-		if !w.polling && now.Sub(fi.ModTime()) < w.cfg.Settle {
+		// A requested scan takes files as they are: the consumer waits out
+		// any that are cut short.
+		if reason != ReasonRequest && !w.polling && now.Sub(fi.ModTime()) < w.cfg.Settle {
 			if _, ok := w.pending[path]; !ok {
 				w.defer_(path, now)
 			}
 			continue
 		}
-		if w.polling && now.Sub(fi.ModTime()) < w.cfg.Settle {
+		if reason != ReasonRequest && w.polling && now.Sub(fi.ModTime()) < w.cfg.Settle {
 			continue // next round, once quiet
 		}
 		delete(w.pending, path)
-		w.ready(path, fi, false)
+		w.ready(path, fi)
 	}
 	for path := range w.known {
 		if _, ok := seen[path]; !ok {
@@ -484,7 +490,7 @@ func (w *Watcher) scan(reason string) {
 		}
 	}
 	slices.Sort(present)
-	w.emit(Event{Op: Synced, Reason: reason, Present: present})
+	w.emit(Event{Op: Synced, Reason: reason, Present: present, Missing: err != nil})
 }
 
 func (w *Watcher) poll(ctx context.Context, first string) error {
@@ -497,14 +503,31 @@ func (w *Watcher) poll(ctx context.Context, first string) error {
 			return nil
 		case <-t.C:
 			w.scan(ReasonPoll)
+		case done := <-w.rescan:
+			w.scan(ReasonRequest)
+			close(done)
 		}
 	}
 }
 
-func stampOf(fi fs.FileInfo) stamp {
-	s := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
+// Rescan asks the running watcher for a full scan and returns once its
+// events, Synced last, have been handled: a sync point for tests and for
+// anyone who changed the directory and wants the result now.
+func (w *Watcher) Rescan(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case w.rescan <- done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return s
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func stampOf(fi fs.FileInfo) stamp {
+	return stamp{id: fsutil.IDOf(fi), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 }

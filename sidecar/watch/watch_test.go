@@ -118,7 +118,7 @@ func TestBacklogThenRenameIn(t *testing.T) {
 	p := filepath.Join(dir, "new.stacktrace.log")
 	renameIn(t, p, trace)
 	e := next(t, events, isOp(Ready))
-	if e.Path != p || !e.Renamed || e.Info.Size() != int64(len(trace)) {
+	if e.Path != p || e.Info.Size() != int64(len(trace)) {
 		t.Fatalf("rename-in: %+v", e)
 	}
 }
@@ -133,6 +133,10 @@ func TestCreateEmptyThenChunkedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reported at once, empty: the consumer waits for it to fill.
+	if e := next(t, events, isOp(Ready)); e.Info.Size() != 0 {
+		t.Fatalf("created file first reported with %d bytes", e.Info.Size())
+	}
 	for i := 0; i < len(trace); i += 16 {
 		if _, err := f.WriteString(trace[i:min(i+16, len(trace))]); err != nil {
 			t.Fatal(err)
@@ -140,8 +144,8 @@ func TestCreateEmptyThenChunkedWrites(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // well inside the settle period
 	}
 	e := next(t, events, isOp(Ready))
-	if e.Info.Size() != int64(len(trace)) || e.Renamed {
-		t.Fatalf("reported before complete: size %d of %d", e.Info.Size(), len(trace))
+	if e.Info.Size() != int64(len(trace)) {
+		t.Fatalf("reported before quiet: size %d of %d", e.Info.Size(), len(trace))
 	}
 	quiet(t, events, 300*time.Millisecond, isOp(Ready))
 
@@ -283,7 +287,7 @@ func TestOverflowRescan(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
 		fmt.Sscan(strings.TrimSpace(string(b)), &limit)
 	}
-	n := limit + limit/4 // each file makes a Create and a Write event: 2.5× the queue
+	n := limit + limit/4 // each file makes four events (tmp create, write, rename out and in): 5× the queue
 	dir := t.TempDir()
 	w, err := New(Config{Dir: dir, Settle: 20 * time.Millisecond})
 	if err != nil {
@@ -318,8 +322,10 @@ func TestOverflowRescan(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 	<-started
+	// Renamed in, so each file has one content from the moment it appears:
+	// reported once, however many events and rescans see it.
 	for i := range n {
-		write(t, filepath.Join(dir, fmt.Sprintf("f%06d.stacktrace.log", i)), trace)
+		renameIn(t, filepath.Join(dir, fmt.Sprintf("f%06d.stacktrace.log", i)), trace)
 	}
 	close(gate)
 	deadline := time.Now().Add(30 * time.Second)
@@ -355,20 +361,54 @@ func TestBadConfig(t *testing.T) {
 }
 
 // TestRenameFromOutside: a file moved in from an unwatched directory gives
-// no rename pairing, so it is treated as written in place (settled).
+// no rename pairing, and needs none: it is reported at once, without
+// waiting for the (hour-long) settle period.
 func TestRenameFromOutside(t *testing.T) {
 	dir, outside := t.TempDir(), t.TempDir()
-	events, _ := run(t, Config{Dir: dir, Settle: 50 * time.Millisecond})
+	events, _ := run(t, Config{Dir: dir, Settle: time.Hour})
 	next(t, events, isOp(Synced))
 	src := filepath.Join(outside, "x")
 	write(t, src, trace)
 	p := filepath.Join(dir, "moved.stacktrace.log")
-	t0 := time.Now()
 	if err := os.Rename(src, p); err != nil {
 		t.Fatal(err)
 	}
 	e := next(t, events, isOp(Ready))
-	if e.Path != p || e.Renamed || time.Since(t0) < 50*time.Millisecond {
-		t.Fatalf("moved in: %+v after %v", e, time.Since(t0))
+	if e.Path != p || e.Info.Size() != int64(len(trace)) {
+		t.Fatalf("moved in: %+v", e)
+	}
+}
+
+// TestRescanIsASyncPoint: Rescan returns after the scan's events were
+// handled, whatever the settle period.
+func TestRescanIsASyncPoint(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var synced []Event
+	w, err := New(Config{Dir: dir, Settle: time.Hour, ForcePoll: true, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- w.Run(ctx, func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Op == Synced {
+				synced = append(synced, e)
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	write(t, filepath.Join(dir, "a.stacktrace.log"), trace) // fresh: inside the settle period
+	if err := w.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	last := synced[len(synced)-1]
+	if last.Reason != ReasonRequest || len(last.Present) != 1 {
+		t.Fatalf("after Rescan: %+v", synced)
 	}
 }

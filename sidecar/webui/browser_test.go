@@ -159,7 +159,8 @@ func TestBrowser(t *testing.T) {
 	t.Logf("load: %d bets, %d disconnects, %d lost", sum.BetsPlaced, sum.Disconnects, sum.Lost)
 	var site crash.Group
 	waitFor(t, 15*time.Second, "the clientWrite crash group", func() bool {
-		for _, g := range s.sc.Groups() {
+		groups, _ := s.sc.CrashGroups(0, -1)
+		for _, g := range groups {
 			if strings.HasSuffix(g.CrashSite.Function, ".clientWrite") {
 				site = g
 				return true

@@ -9,12 +9,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/sidecar/crash"
 	"github.com/stackwatch/stackwatch/sidecar/goroutines"
-	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 )
-
-// rateMinimum is the shortest first-to-last span a rate is shown for: over
-// a shorter one a burst reads as a rate it never had.
-const rateMinimum = 10 * time.Minute
 
 var funcs = template.FuncMap{
 	"when": func(t time.Time) string {
@@ -30,10 +25,10 @@ var funcs = template.FuncMap{
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
 	"rate": func(g crash.Group) string {
-		if g.LastSeen.Sub(g.FirstSeen) < rateMinimum {
+		if g.RatePerHour == nil { // the span is too short for a rate
 			return "—"
 		}
-		return fmt.Sprintf("%.1f/h", g.RatePerHour)
+		return fmt.Sprintf("%.1f/h", *g.RatePerHour)
 	},
 	"short": shortFunc,
 	"base":  path.Base,
@@ -45,19 +40,8 @@ var funcs = template.FuncMap{
 	"bar": func(delta, largest int) int { // width in percent
 		return abs(delta) * 100 / max(largest, 1)
 	},
-	"join":      strings.Join,
-	"createdBy": createdBy,
-	"add":       func(a, b int) int { return a + b },
-}
-
-// createdBy names the function that started the crashing goroutine, read
-// from the group's example trace.
-func createdBy(g crash.Group) string {
-	p, err := stacktrace.ParseBytes([]byte(g.Example))
-	if err != nil || len(p.Goroutines) == 0 || p.Goroutines[0].CreatedBy == nil {
-		return "—"
-	}
-	return shortFunc(p.Goroutines[0].CreatedBy.Function)
+	"join": strings.Join,
+	"add":  func(a, b int) int { return a + b },
 }
 
 // shortFunc drops the import path from a function name:

@@ -44,9 +44,13 @@ func startStack(t *testing.T, listen, token string) *stack {
 	srv := gameservertest.Start(t, gameserver.Config{Legacy: true, WalletLatency: 20 * time.Millisecond})
 	quiet := slog.New(slog.DiscardHandler)
 	auth := webui.NewAuth(service, token)
+	ui, err := webui.New(webui.Config{Service: service, Auth: auth, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc, err := sidecar.New(sidecar.Config{
 		Service: service, LogDir: srv.Config().LogDir, DataDir: t.TempDir(), Settle: 50 * time.Millisecond,
-		Auth: auth.Middleware, Logger: quiet,
+		Auth: auth.Middleware, UI: ui.Handler(), Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +65,7 @@ func startStack(t *testing.T, listen, token string) *stack {
 	}
 	prof.Register(sc.Mux())
 	sc.AddComponent(prof)
-	ui, err := webui.New(webui.Config{Service: service, Auth: auth, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ui.Attach(webui.SidecarCrashes(sc), prof)
-	sc.Mux().Handle("/", ui.Handler())
+	ui.Attach(sc, prof)
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
