@@ -28,7 +28,7 @@ ARG TARGETARCH=amd64
 ENV GOOS=$TARGETOS GOARCH=$TARGETARCH
 
 FROM build AS build-gameserver
-# Build stamp reported in gameserver_build_info{version}, e.g. 20251106120000.
+# Build stamp for --version and gameserver_build_info{version}, e.g. 0.1.0.
 ARG VERSION=dev
 # The runtime's goroutine-leak profile (/debug/pprof/goroutineleak) exists only
 # in binaries built with this experiment; the sidecar uses it when served.
@@ -36,7 +36,7 @@ ARG GAMESERVER_GOEXPERIMENT=goroutineleakprofile
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOEXPERIMENT=$GAMESERVER_GOEXPERIMENT \
-    go build -ldflags "-s -w -X main.version=$VERSION" -o /out/gameserver ./cmd/gameserver
+    go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=$VERSION" -o /out/gameserver ./cmd/gameserver
 
 FROM build AS build-sidecar
 RUN --mount=type=cache,target=/go/pkg/mod \

@@ -9,6 +9,12 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 # sidecar can scrape /debug/pprof/goroutineleak (Go 1.26 experiment).
 SERVER_GOEXPERIMENT := goroutineleakprofile
 BENCHCOUNT ?= 5
+# Build stamp for --version and <binary>_build_info (prometheus/common/version).
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSIONPKG := github.com/prometheus/common/version
+LDFLAGS    := -X $(VERSIONPKG).Version=$(VERSION) \
+	-X $(VERSIONPKG).Revision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X $(VERSIONPKG).Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 FUZZTIME   ?= 3s
 
 .PHONY: all build test lint vet fmt-check staticcheck unit fuzz generate bench demo clean
@@ -17,10 +23,10 @@ all: build
 
 build:
 	mkdir -p $(BIN)
-	GOEXPERIMENT=$(SERVER_GOEXPERIMENT) $(GO) build -o $(BIN)/gameserver ./cmd/gameserver
-	$(GO) build -o $(BIN)/sidecar ./cmd/sidecar
-	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
-	if [ -d cmd/stackwatch ]; then $(GO) build -o $(BIN)/stackwatch ./cmd/stackwatch; fi
+	GOEXPERIMENT=$(SERVER_GOEXPERIMENT) $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/gameserver ./cmd/gameserver
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/sidecar ./cmd/sidecar
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/loadgen ./cmd/loadgen
+	if [ -d cmd/stackwatch ]; then $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/stackwatch ./cmd/stackwatch; fi
 
 ## test: every check CI runs: formatting, vet, staticcheck, race tests (incl.
 ## fuzz seed corpora and the real Prometheus/Alertmanager/Helm tests), a short

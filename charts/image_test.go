@@ -358,7 +358,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 	if !isStatic(t, gsBin) {
 		t.Error("gameserver binary is dynamically linked; distroless/static cannot run it")
 	}
-	gs := start(t, gsBin, checkFlags(t, gsBin, local(gsC)))
+	gs := start(t, gsBin, append(checkFlags(t, gsBin, local(gsC)), "-log.format=json"))
 	adminAddr := gs.field(t, "admin")
 	for _, p := range []*corev1.Probe{gsC.LivenessProbe, gsC.ReadinessProbe, gsC.StartupProbe} {
 		if p != nil {
@@ -366,8 +366,8 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 		}
 	}
 	metrics := httpOK(t, "http://"+adminAddr+"/metrics")
-	if !strings.Contains(metrics, "\ngameserver_build_info{") || !strings.Contains(metrics, `"legacy"`) {
-		t.Errorf("/metrics lacks the legacy build info:\n%s", grep(metrics, "build_info"))
+	if !strings.Contains(metrics, `gameserver_mode_info{mode="legacy"}`) {
+		t.Errorf("/metrics lacks the legacy mode info:\n%s", grep(metrics, "mode_info"))
 	}
 	// service comes from the PodMonitor, never from the exporter.
 	if strings.Contains(metrics, `service="`) {

@@ -106,7 +106,7 @@ func TestAlertsAndDashboards(t *testing.T) {
 		dir := t.TempDir()
 		logDir := filepath.Join(dir, "log")
 		args := []string{"-game", s.game, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-			"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data")}
+			"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"), "-log.format", "json"}
 		if s.legacy {
 			args = append(args, "-legacy")
 		}

@@ -70,8 +70,8 @@ func TestAdminEndpoints(t *testing.T) {
 	if got := metricValue(t, reg, metrics.BetDuration.Name, nil); got != 1 {
 		t.Errorf("bet duration count %v, want 1", got)
 	}
-	if got := metricValue(t, reg, metrics.GameserverBuildInfo.Name, map[string]string{"mode": "patched"}); got != 1 {
-		t.Errorf("build info %v", got)
+	if got := metricValue(t, reg, metrics.GameserverModeInfo.Name, map[string]string{"mode": "patched"}); got != 1 {
+		t.Errorf("mode info %v", got)
 	}
 }
 

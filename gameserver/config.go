@@ -1,18 +1,15 @@
 package gameserver
 
 import (
+	"errors"
 	"fmt"
-	"runtime/debug"
+	"net"
 	"time"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/task"
 	"github.com/stackwatch/stackwatch/gameserver/ticket"
 )
-
-// LegacyVersion is the build stamp of the incident's build, reported by a
-// server running with Legacy.
-const LegacyVersion = "20251030111505"
 
 // Config configures a Server. Its fields mirror cmd/gameserver's flags; zero
 // values take the defaults noted.
@@ -26,6 +23,8 @@ type Config struct {
 	DataDir string // wallet ledger (required)
 	Legacy  bool   // restore build 20251030111505's behaviour
 
+	FaultInjection bool // serve POST /debug/fault (fault.go) beside pprof, which must then be on loopback
+
 	Secret         []byte        // ticket secret; default ticket.DevSecret
 	WalletLatency  time.Duration // slept inside each deduction; 0 = 5ms, <0 = none
 	MemoryLimit    int64         // reported limit when no cgroup or GOMEMLIMIT; default 512MiB
@@ -37,7 +36,10 @@ type Config struct {
 	ReapInterval   time.Duration // default StaleAfter/3
 	InitialBalance int64         // a new player's balance; default 1,000,000
 	Retry          task.RetryPolicy
-	Version        string // build stamp; default LegacyVersion in legacy mode, else from the build
+	RedeliveryPage int  // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
+	NewLedger      bool // start a fresh ledger where a marker shows one existed (see wallet.Options.New)
+	MaxConns       int  // concurrent game connections; default from RLIMIT_NOFILE (see defaultMaxConns)
+	MaxUnauthConns int  // of those, connections still before their Hello; default min(1024, MaxConns/4)
 }
 
 // DefaultMemoryLimit is the memory limit reported when nothing else sets one.
@@ -55,7 +57,7 @@ func (c *Config) setDefaults() error {
 		c.Service = g.Service
 	}
 	if c.LogDir == "" || c.DataDir == "" {
-		return fmt.Errorf("gameserver: LogDir and DataDir are required")
+		return errors.New("-log-dir and -data-dir are required")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -68,8 +70,23 @@ func (c *Config) setDefaults() error {
 	if c.Admin == "" {
 		c.Admin = "127.0.0.1:0"
 	}
+	if err := c.checkExposure(); err != nil {
+		return err
+	}
 	if len(c.Secret) == 0 {
 		c.Secret = []byte(ticket.DevSecret)
+	}
+	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 {
+		return errors.New("-max-conns, -max-unauth-conns and -redelivery-page must not be negative")
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns()
+	}
+	if c.MaxUnauthConns == 0 {
+		c.MaxUnauthConns = max(1, min(1024, c.MaxConns/4))
+	}
+	if c.MaxUnauthConns > c.MaxConns {
+		return fmt.Errorf("-max-unauth-conns %d exceeds -max-conns %d", c.MaxUnauthConns, c.MaxConns)
 	}
 	switch {
 	case c.WalletLatency == 0:
@@ -85,28 +102,40 @@ func (c *Config) setDefaults() error {
 	def(&c.WriteTimeout, 5*time.Second)
 	def(&c.StaleAfter, 30*time.Second)
 	def(&c.ReapInterval, c.StaleAfter/3)
-	if c.Version == "" {
-		c.Version = buildVersion(c.Legacy)
+	return nil
+}
+
+// checkExposure refuses the two insecure set-ups beyond loopback, like the
+// sidecar's token rule: a game listener on the public development secret
+// (anyone could forge tickets), and goroutine dumps, which carry player
+// data, served on a non-loopback admin listener.
+func (c *Config) checkExposure() error {
+	if !isLoopback(c.Listen) && (len(c.Secret) == 0 || string(c.Secret) == ticket.DevSecret) {
+		return fmt.Errorf("-listen %s is not loopback: set -secret-file (the built-in development secret lets anyone forge tickets)", c.Listen)
+	}
+	if !isLoopback(c.Admin) {
+		if c.Pprof == "" {
+			return fmt.Errorf("-admin %s is not loopback: set -pprof 127.0.0.1:PORT so goroutine dumps, which carry player data, stay on loopback", c.Admin)
+		}
+		if !isLoopback(c.Pprof) {
+			return fmt.Errorf("-pprof %s is not loopback: goroutine dumps carry player data", c.Pprof)
+		}
 	}
 	return nil
 }
 
-// buildVersion stamps a patched build like the original's
-// YYYYMMDDhhmmss, from the VCS time when the binary has one.
-func buildVersion(legacy bool) string {
-	if legacy {
-		return LegacyVersion
+// isLoopback reports whether addr (host:port) binds loopback only. An empty
+// host binds every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.time" {
-				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
-					return t.UTC().Format("20060102150405")
-				}
-			}
-		}
+	if host == "localhost" {
+		return true
 	}
-	return "20251106000000"
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Mode is "legacy" or "patched".

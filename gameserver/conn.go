@@ -26,7 +26,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if !ok {
 		return
 	}
-	// sctx ends when this connection ends: bets not yet deducted abort.
+	// sctx ends when this connection ends: balance requests stop waiting.
 	sctx, cancel := context.WithCancel(ctx)
 	var reqs sync.WaitGroup
 	// Balance requests wait for the player's bets to settle off the read
@@ -35,6 +35,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer func() {
 		cancel()
 		s.sessions.Remove(sess)
+		s.task.Detach(sess)
 		reqs.Wait()
 	}()
 	s.sessionsCreated.Inc()
@@ -48,7 +49,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	}
 
 	for {
-		conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		sess.ArmRead(s.cfg.IdleTimeout)
 		f, err := protocol.ReadFrame(conn, s.cfg.MaxFrameSize)
 		if err != nil {
 			if !sess.IsClosed() {
@@ -57,14 +58,19 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 			return
 		}
 		sess.Touch()
-		if !s.handle(sctx, sess, f, &reqs, balanceSlots) {
+		// A replaced (retired) session is read to its end: its bets still
+		// run, their results follow the player.
+		if !s.handle(sctx, sess, f, &reqs, balanceSlots) && !sess.IsClosed() {
 			return
 		}
 	}
 }
 
-// hello authenticates the connection and sends Welcome.
+// hello authenticates the connection and sends Welcome, within
+// HelloTimeout; until it returns the connection counts against
+// MaxUnauthConns.
 func (s *Server) hello(conn net.Conn) (*session.GateSession, bool) {
+	defer s.authenticated()
 	conn.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	f, err := protocol.ReadFrame(conn, s.cfg.MaxFrameSize)
 	if err != nil {
@@ -125,7 +131,7 @@ func (s *Server) handle(ctx context.Context, sess *session.GateSession, f protoc
 		if err := f.Decode(&a); err != nil {
 			return s.send(sess, protocol.TypeError, protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()})
 		}
-		s.task.Ack(sess.PlayerID(), a.BetID)
+		s.task.Ack(sess, a.BetID)
 	case protocol.TypePing:
 		return s.send(sess, protocol.TypePong, protocol.Pong{})
 	case protocol.TypeBalanceRequest:

@@ -147,8 +147,8 @@ func TestLegacyLeaksGoroutines(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := metricValue(t, reg, metrics.GameserverBuildInfo.Name, map[string]string{"version": gameserver.LegacyVersion, "mode": "legacy"}); got != 1 {
-		t.Errorf("build info = %v", got)
+	if got := metricValue(t, reg, metrics.GameserverModeInfo.Name, map[string]string{"mode": "legacy"}); got != 1 {
+		t.Errorf("mode info = %v", got)
 	}
 
 	// The goroutine profile names where the leaked goroutines park.
@@ -170,6 +170,12 @@ func TestLegacyForestTeaPartyLogsInsteadOfPanicking(t *testing.T) {
 	}
 	if n := metricValue(t, reg, metrics.NilSessionAttempts.Name, nil); n != 0 {
 		t.Errorf("nil attempts = %v", n)
+	}
+	// Counted as the log line says: a closed session, not a nil one.
+	for reason, want := range map[string]float64{metrics.ReasonClosedSession: 3, metrics.ReasonNilSession: 0} {
+		if n := metricValue(t, reg, metrics.ClientWriteFailures.Name, map[string]string{metrics.LabelReason: reason}); n != want {
+			t.Errorf("client_write_failures_total{reason=%q} = %v, want %v", reason, n, want)
+		}
 	}
 	log, err := os.ReadFile(filepath.Join(srv.Config().LogDir, gameserver.LogFileName))
 	if err != nil {

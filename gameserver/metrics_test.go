@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stackwatch/stackwatch/gameserver"
+	"github.com/stackwatch/stackwatch/metrics"
 )
 
 // metricValue gathers reg and returns the value of the series of family
@@ -65,4 +68,38 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
 	}
 	return string(b)
+}
+
+// Every game-server counter is exported at 0 from the start, with every
+// label value the rules and dashboards use, so rate() sees the first event.
+func TestCountersStartAtZero(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		srv := startServer(t, gameserver.Config{Legacy: legacy})
+		reg := srv.Registry()
+		series := map[string][]map[string]string{
+			metrics.NilSessionAttempts.Name: {nil},
+			metrics.SessionsCreated.Name:    {nil},
+			metrics.SessionsClosed.Name:     {nil},
+			metrics.PanicsRecovered.Name:    {nil},
+			metrics.BetDuration.Name:        {nil},
+			metrics.PendingResponses.Name:   {nil},
+			metrics.DeadLetters.Name:        {nil},
+		}
+		for _, r := range []string{metrics.ReasonNilSession, metrics.ReasonClosedSession, metrics.ReasonIOError, metrics.ReasonTimeout} {
+			series[metrics.ClientWriteFailures.Name] = append(series[metrics.ClientWriteFailures.Name], map[string]string{metrics.LabelReason: r})
+		}
+		for _, o := range []string{metrics.OutcomeDelivered, metrics.OutcomeQueued, metrics.OutcomeDeadLettered, metrics.OutcomeFailed} {
+			series[metrics.BetResults.Name] = append(series[metrics.BetResults.Name], map[string]string{metrics.LabelOutcome: o})
+		}
+		for _, r := range []string{metrics.ReasonMaxConns, metrics.ReasonUnauthenticated} {
+			series[metrics.ConnectionsRefused.Name] = append(series[metrics.ConnectionsRefused.Name], map[string]string{metrics.LabelReason: r})
+		}
+		for name, sets := range series {
+			for _, labels := range sets {
+				if v := metricValue(t, reg, name, labels); v != 0 {
+					t.Errorf("legacy=%v: %s%v = %v at start, want 0", legacy, name, labels, v)
+				}
+			}
+		}
+	}
 }

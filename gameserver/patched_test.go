@@ -3,6 +3,7 @@ package gameserver_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -95,33 +96,63 @@ func TestDisconnectAfterDeductionRedeliversOnReconnect(t *testing.T) {
 	}
 }
 
-func TestDisconnectBeforeDeductionAborts(t *testing.T) {
-	srv := startServer(t, gameserver.Config{WalletLatency: 2 * time.Second})
+// A bet the server has read runs even if the player leaves before the
+// deduction; its result follows the player to the next session without a
+// resend.
+func TestBetOutlivesItsConnection(t *testing.T) {
+	srv := startServer(t, gameserver.Config{WalletLatency: 300 * time.Millisecond})
 	c, _ := login(t, srv.Addr(), "dave")
 	c.send(protocol.TypeBet, protocol.Bet{BetID: "b1", Amount: 500})
-	// Wait until the server holds the bet in flight, then leave.
-	waitFor(t, "the bet in flight", 5*time.Second, func() bool {
-		return metricValue(t, srv.Registry(), metrics.SessionsActive.Name, nil) == 1
-	})
-	time.Sleep(100 * time.Millisecond)
-	c.conn.Close()
+	// Frames are served in order: the pong proves the bet was taken.
+	c.send(protocol.TypePing, protocol.Ping{})
+	c.expect(protocol.TypePong, nil)
+	c.conn.Close() // before the deduction's 300ms are over
 
-	c2, w := login(t, srv.Addr(), "dave")
-	c2.send(protocol.TypeBalanceRequest, protocol.BalanceRequest{}) // waits for the aborted bet
-	var b protocol.Balance
-	c2.expect(protocol.TypeBalance, &b)
-	if b.Balance != 1_000_000 || w.Balance != 1_000_000 {
-		t.Fatalf("balance %d (welcome %d): the aborted bet moved money", b.Balance, w.Balance)
-	}
-	if _, ok, _ := srv.Wallet().Lookup("dave", "b1"); ok {
-		t.Fatal("aborted bet was recorded")
-	}
-	// The client may place it again.
-	c2.send(protocol.TypeBet, protocol.Bet{BetID: "b1", Amount: 500})
+	c2, _ := login(t, srv.Addr(), "dave")
 	var r protocol.BetResult
-	c2.expect(protocol.TypeBetResult, &r)
-	if r.Balance != 1_000_000-500+r.Win {
+	c2.expect(protocol.TypeBetResult, &r) // no resend
+	if r.BetID != "b1" || r.Balance != 1_000_000-500+r.Win {
 		t.Fatalf("result %+v", r)
+	}
+	if b, _, _ := srv.Wallet().Lookup("dave", "b1"); b.State != wallet.Settled {
+		t.Fatalf("ledger %+v", b)
+	}
+}
+
+// A returning player's backlog goes out in bet order (not bet id order), a
+// page at a time as the player acks, and a new bet's result comes after it.
+func TestBacklogInBetOrderBeforeNewResults(t *testing.T) {
+	srv := startServer(t, gameserver.Config{RedeliveryPage: 2, Retry: fastRetry})
+	c, _ := login(t, srv.Addr(), "fay")
+	ids := []string{"b9", "b10", "b11"} // bet id order would be b10, b11, b9
+	for _, id := range ids {
+		c.send(protocol.TypeBet, protocol.Bet{BetID: id, Amount: 10})
+	}
+	c.send(protocol.TypePing, protocol.Ping{})
+	c.expect(protocol.TypePong, nil)
+	c.conn.Close()
+	waitDeadLetters(t, srv, 3) // all settled, none delivered
+
+	c2, _ := login(t, srv.Addr(), "fay")
+	next := func() string {
+		t.Helper()
+		var r protocol.BetResult
+		c2.expect(protocol.TypeBetResult, &r)
+		if !r.Redelivered && r.BetID != "n1" {
+			t.Errorf("%s not flagged redelivered", r.BetID)
+		}
+		return r.BetID
+	}
+	got := []string{next(), next()} // the first page
+	c2.send(protocol.TypeBet, protocol.Bet{BetID: "n1", Amount: 10})
+	c2.send(protocol.TypePing, protocol.Ping{})
+	c2.expect(protocol.TypePong, nil) // nothing more before an ack
+	for len(got) < 4 {
+		c2.send(protocol.TypeAck, protocol.Ack{BetID: got[len(got)-2]})
+		got = append(got, next())
+	}
+	if want := []string{"b9", "b10", "b11", "n1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("order %v, want %v", got, want)
 	}
 }
 
@@ -196,13 +227,27 @@ func TestStaleSessionsAreReaped(t *testing.T) {
 	srv := startServer(t, gameserver.Config{StaleAfter: 300 * time.Millisecond, ReapInterval: 50 * time.Millisecond})
 	quiet, _ := login(t, srv.Addr(), "ivan")
 	chatty, _ := login(t, srv.Addr(), "judy")
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		chatty.send(protocol.TypePing, protocol.Ping{})
-		chatty.expect(protocol.TypePong, nil)
-		time.Sleep(50 * time.Millisecond)
+	quietGone := make(chan error, 1)
+	go func() {
+		quiet.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := protocol.ReadFrame(quiet.conn, 0)
+		quietGone <- err
+	}()
+	// judy keeps talking until the reaper has closed ivan's session.
+	for pings := 0; ; pings++ {
+		select {
+		case err := <-quietGone:
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the silent session was not reaped within 10s")
+			}
+			t.Logf("reaped after %d of judy's pings", pings)
+		default:
+			chatty.send(protocol.TypePing, protocol.Ping{})
+			chatty.expect(protocol.TypePong, nil)
+			continue
+		}
+		break
 	}
-	quiet.expectClosed()
 	chatty.send(protocol.TypePing, protocol.Ping{})
 	chatty.expect(protocol.TypePong, nil)
 	if n := metricValue(t, srv.Registry(), metrics.SessionsClosed.Name, nil); n != 1 {

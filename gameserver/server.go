@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,13 +24,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/version"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/session"
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/gameserver/task"
-	"github.com/stackwatch/stackwatch/gameserver/ticket"
 	"github.com/stackwatch/stackwatch/gameserver/wallet"
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -58,6 +60,7 @@ type Server struct {
 	sessionsCreated prometheus.Counter
 	sessionsClosed  prometheus.Counter
 	panics          prometheus.Counter
+	refused         *prometheus.CounterVec
 
 	nextSession atomic.Uint64
 	ready       atomic.Bool
@@ -65,97 +68,149 @@ type Server struct {
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
+	unauth  int // of conns, those before their Hello
 	connWG  sync.WaitGroup
 }
 
-// New opens the ledger (settling any bet a crash left unsettled), binds both
-// listeners and returns a server ready to Run. logger may be nil (JSON on
-// stderr); everything is also logged as JSON to LogDir/gameserver.log.
-func New(cfg Config, logger *slog.Logger) (s *Server, err error) {
+// New checks cfg, binds the listeners, opens the ledger (settling any bet a
+// crash left unsettled) and returns a server ready to Run. logger may be nil
+// (JSON on stderr); everything is also logged as JSON to LogDir/gameserver.log.
+//
+// A failed New names what failed and the flag involved, and leaves nothing
+// behind: listeners closed, and the log and data directories removed if it
+// created them.
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	g, _ := game.Lookup(cfg.Game)
-	for _, d := range []string{cfg.LogDir, cfg.DataDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("gameserver: %w", err)
-		}
-	}
 	if logger == nil {
 		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	s = &Server{cfg: cfg, conns: make(map[net.Conn]struct{})}
-	var closers []func() error
+	s := &Server{cfg: cfg, conns: make(map[net.Conn]struct{})}
+	var undo []func()
+	ok := false
 	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
+		if !ok {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
 			}
 		}
 	}()
-
-	s.logFile, err = os.OpenFile(filepath.Join(cfg.LogDir, LogFileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("gameserver: log file: %w", err)
+	listen := func(flag, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("-%s %s: %w", flag, addr, err)
+		}
+		undo = append(undo, func() { ln.Close() })
+		return ln, nil
 	}
-	closers = append(closers, s.logFile.Close)
+	var err error
+	if s.ln, err = listen("listen", cfg.Listen); err != nil {
+		return nil, err
+	}
+	if s.adminLn, err = listen("admin", cfg.Admin); err != nil {
+		return nil, err
+	}
+	if cfg.Pprof != "" {
+		if s.pprofLn, err = listen("pprof", cfg.Pprof); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []struct{ flag, dir string }{{"log-dir", cfg.LogDir}, {"data-dir", cfg.DataDir}} {
+		created, err := mkdirAll(d.dir)
+		if created != "" {
+			undo = append(undo, func() { os.RemoveAll(created) })
+		}
+		if err != nil {
+			return nil, fmt.Errorf("-%s %s: %w", d.flag, d.dir, err)
+		}
+	}
+
+	logPath := filepath.Join(cfg.LogDir, LogFileName)
+	_, statErr := os.Stat(logPath)
+	s.logFile, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("-log-dir %s: %w", cfg.LogDir, err)
+	}
+	undo = append(undo, func() {
+		s.logFile.Close()
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(logPath)
+		}
+	})
 	s.baseLog = slog.New(slog.NewMultiHandler(logger.Handler(), slog.NewJSONHandler(s.logFile, nil)))
 	s.log = s.baseLog.With("service", cfg.Service, "game", cfg.Game, "mode", cfg.Mode())
 
 	s.wallet, err = wallet.Open(cfg.DataDir, wallet.Options{
-		InitialBalance: cfg.InitialBalance, Latency: cfg.WalletLatency, Outbox: !cfg.Legacy,
+		InitialBalance: cfg.InitialBalance, Latency: cfg.WalletLatency, Outbox: !cfg.Legacy, New: cfg.NewLedger,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-data-dir %s: %w", cfg.DataDir, err)
 	}
-	closers = append(closers, s.wallet.Close)
+	undo = append(undo, func() { s.wallet.Close() })
 
 	s.reg = prometheus.NewRegistry()
 	tm := task.NewMetrics()
 	s.sessionsCreated = metrics.SessionsCreated.NewCounter()
 	s.sessionsClosed = metrics.SessionsClosed.NewCounter()
 	s.panics = metrics.PanicsRecovered.NewCounter()
+	s.refused = metrics.ConnectionsRefused.NewCounterVec()
+	for _, r := range []string{metrics.ReasonMaxConns, metrics.ReasonUnauthenticated} {
+		s.refused.WithLabelValues(r)
+	}
 	s.sessions = session.NewManager(func(*session.GateSession, string) { s.sessionsClosed.Inc() })
 	s.rec = &stacktool.Recorder{Dir: cfg.LogDir, Service: cfg.Service, Legacy: cfg.Legacy, Logger: s.log,
 		OnPanic: func(any, string) { s.panics.Inc() }}
 	s.task, err = task.New(task.Config{Game: g, Legacy: cfg.Legacy, Wallet: s.wallet, Sessions: s.sessions,
-		Recorder: s.rec, Metrics: tm, Logger: s.log, Retry: cfg.Retry})
+		Recorder: s.rec, Metrics: tm, Logger: s.log, Retry: cfg.Retry, RedeliveryPage: cfg.RedeliveryPage})
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, func() error { s.task.Close(); return nil })
+	undo = append(undo, s.task.Close)
 	if err := s.recoverLedger(tm); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-data-dir %s: %w", cfg.DataDir, err)
 	}
 	if err := s.register(tm); err != nil {
 		return nil, err
 	}
 
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("gameserver: listen: %w", err)
-	}
-	closers = append(closers, s.ln.Close)
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-		return nil, fmt.Errorf("gameserver: admin listen: %w", err)
-	}
-	closers = append(closers, s.adminLn.Close)
 	admin := http.NewServeMux()
 	s.registerAdmin(admin)
-	if cfg.Pprof == "" {
+	if s.pprofLn == nil {
 		registerPprof(admin)
-	} else {
-		if s.pprofLn, err = net.Listen("tcp", cfg.Pprof); err != nil {
-			return nil, fmt.Errorf("gameserver: pprof listen: %w", err)
-		}
-		closers = append(closers, s.pprofLn.Close)
 	}
 	s.https = append(s.https, &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second})
+	var pprofMux *http.ServeMux // nil: pprof shares the admin mux
 	if s.pprofLn != nil {
-		mux := http.NewServeMux()
-		registerPprof(mux)
-		s.https = append(s.https, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+		pprofMux = http.NewServeMux()
+		registerPprof(pprofMux)
+		s.https = append(s.https, &http.Server{Handler: pprofMux, ReadHeaderTimeout: 5 * time.Second})
 	}
+	if err := s.registerLandingAndFault(admin, pprofMux); err != nil {
+		return nil, err
+	}
+	ok = true
 	return s, nil
+}
+
+// mkdirAll is os.MkdirAll that also returns the topmost directory it
+// created (empty if dir existed), for removal when start-up fails.
+func mkdirAll(dir string) (created string, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	return created, os.MkdirAll(abs, 0o755)
 }
 
 // recoverLedger settles bets a crash left between deduction and settlement.
@@ -185,12 +240,12 @@ func (s *Server) recoverLedger(tm *task.Metrics) error {
 
 func (s *Server) register(tm *task.Metrics) error {
 	reg := s.reg
-	build := metrics.GameserverBuildInfo.NewGaugeVec()
-	build.WithLabelValues(s.cfg.Version, s.cfg.Mode()).Set(1)
+	mode := metrics.GameserverModeInfo.NewGaugeVec()
+	mode.WithLabelValues(s.cfg.Mode()).Set(1)
 	limit := float64(memoryLimit(s.cfg.MemoryLimit))
 	cs := append(tm.Collectors(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.sessionsCreated, s.sessionsClosed, s.panics, build,
+		s.sessionsCreated, s.sessionsClosed, s.panics, s.refused, cli.BuildInfo("gameserver"), mode,
 		metrics.SessionsActive.NewGaugeFunc(func() float64 { return float64(s.sessions.Len()) }),
 		metrics.PendingResponses.NewGaugeFunc(func() float64 { return float64(s.task.Pending()) }),
 		metrics.DeadLetters.NewGaugeFunc(func() float64 { return float64(s.wallet.DeadLetters()) }),
@@ -199,7 +254,7 @@ func (s *Server) register(tm *task.Metrics) error {
 	)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("gameserver: register metrics: %w", err)
+			return fmt.Errorf("register metrics: %w", err)
 		}
 	}
 	return nil
@@ -239,15 +294,13 @@ func (s *Server) Task() *task.Task { return s.task }
 // called once.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.runOnce.CompareAndSwap(false, true) {
-		return errors.New("gameserver: Run called twice")
+		return errors.New("Run called twice")
 	}
 	// Addresses first, so process-based tests find them easily:
 	// {"time":...,"level":"INFO","msg":"listening","addr":"127.0.0.1:PORT","admin":"127.0.0.1:PORT",...}
 	s.baseLog.Info("listening", "addr", s.Addr().String(), "admin", s.AdminAddr().String(), "pprof", s.PprofAddr().String(),
-		"service", s.cfg.Service, "game", s.cfg.Game, "mode", s.cfg.Mode(), "version", s.cfg.Version,
+		"service", s.cfg.Service, "game", s.cfg.Game, "mode", s.cfg.Mode(), "version", version.Version,
 		"log_dir", s.cfg.LogDir, "data_dir", s.cfg.DataDir)
-	s.warnDevSecret()
-	s.warnPprofExposed()
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -271,9 +324,9 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-acceptErr:
-		err = fmt.Errorf("gameserver: accept: %w", err)
+		err = fmt.Errorf("accept: %w", err)
 	case err = <-adminErr:
-		err = fmt.Errorf("gameserver: admin: %w", err)
+		err = fmt.Errorf("admin: %w", err)
 	}
 
 	s.ready.Store(false)
@@ -298,34 +351,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) warnDevSecret() {
-	if string(s.cfg.Secret) != ticket.DevSecret {
-		return
-	}
-	if ip := addrIP(s.Addr()); ip != nil && ip.IsLoopback() {
-		return
-	}
-	s.log.Warn("!!! INSECURE: the built-in development ticket secret is in use on a non-loopback address; "+
-		"anyone can forge player tickets. Set -secret-file.", "addr", s.Addr().String())
-}
-
-// warnPprofExposed warns when goroutine dumps, which carry player data in
-// their arguments, are served beyond loopback.
-func (s *Server) warnPprofExposed() {
-	if ip := addrIP(s.PprofAddr()); ip != nil && ip.IsLoopback() {
-		return
-	}
-	s.log.Warn("!!! /debug/pprof is served beyond loopback; goroutine dumps carry player data. "+
-		"Set -pprof 127.0.0.1:PORT and point the sidecar's -target at it.", "pprof", s.PprofAddr().String())
-}
-
-func addrIP(a net.Addr) net.IP {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP
-	}
-	return nil
-}
-
 func (s *Server) accept(ctx context.Context) error {
 	var delay time.Duration
 	for {
@@ -345,7 +370,13 @@ func (s *Server) accept(ctx context.Context) error {
 			}
 		}
 		delay = 0
-		if !s.track(conn) {
+		if reason, ok := s.track(conn); !ok {
+			if reason != "" {
+				s.refused.WithLabelValues(reason).Inc()
+				if tc, ok := conn.(*net.TCPConn); ok {
+					tc.SetLinger(0) // a reset: no TIME_WAIT, and the descriptor goes at once
+				}
+			}
 			conn.Close()
 			continue
 		}
@@ -353,16 +384,32 @@ func (s *Server) accept(ctx context.Context) error {
 	}
 }
 
-// track registers a connection for shutdown; false once shutting down.
-func (s *Server) track(c net.Conn) bool {
+// track registers a new, unauthenticated connection for shutdown, within
+// the connection caps. If it may not stay, it returns the cap it hit (empty
+// once shutting down).
+func (s *Server) track(c net.Conn) (refusal string, ok bool) {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
-	if s.conns == nil {
-		return false
+	switch {
+	case s.conns == nil:
+		return "", false
+	case len(s.conns) >= s.cfg.MaxConns:
+		return metrics.ReasonMaxConns, false
+	case s.unauth >= s.cfg.MaxUnauthConns:
+		return metrics.ReasonUnauthenticated, false
 	}
 	s.conns[c] = struct{}{}
+	s.unauth++
 	s.connWG.Add(1)
-	return true
+	return "", true
+}
+
+// authenticated moves a connection out of the unauthenticated cap once its
+// Hello is settled, accepted or not.
+func (s *Server) authenticated() {
+	s.connsMu.Lock()
+	s.unauth--
+	s.connsMu.Unlock()
 }
 
 func (s *Server) untrack(c net.Conn) {

@@ -114,6 +114,7 @@ func (s *faultServer) serve(c net.Conn) {
 	for _, r := range redeliver {
 		write(protocol.TypeBetResult, r)
 	}
+	held := map[string]protocol.BetResult{} // doubleSettle: first settlements held back
 	for {
 		f, err := protocol.ReadFrame(c, 0)
 		if err != nil {
@@ -129,12 +130,15 @@ func (s *faultServer) serve(c net.Conn) {
 			switch {
 			case !ok:
 			case s.fault == doubleSettle && r.Win == 0:
-				// A first settlement arrives late, after the client
-				// resent the bet and the server settled it again.
-				s.wg.Go(func() {
-					time.Sleep(time.Second)
-					write(protocol.TypeBetResult, r)
-				})
+				// The first settlement is held until the client resends
+				// the bet and the server settles it again.
+				held[b.BetID] = r
+			case s.fault == doubleSettle:
+				if first, ok := held[b.BetID]; ok {
+					delete(held, b.BetID)
+					write(protocol.TypeBetResult, first)
+				}
+				write(protocol.TypeBetResult, r)
 			default:
 				write(protocol.TypeBetResult, r)
 			}

@@ -5,9 +5,10 @@
 // redelivered after a reconnect), and each wallet balance matches the results
 // the player saw.
 //
-// Each player bets one scratch card at a time with a unique bet id. A bet
-// whose result has not arrived after a reconnect is resent with the same id
-// (the server settles a bet id once). When the betting phase ends, a bounded
+// Each player bets one scratch card at a time with a unique bet id. The
+// server pushes a dropped bet's result to the player's next session; a bet
+// whose result has not arrived RedeliveryWait after the reconnect is resent
+// with the same id as a last resort (the server settles a bet id once). When the betting phase ends, a bounded
 // drain phase keeps reconnecting players until each last bet is resolved or
 // the deadline passes; whatever is still unresolved is lost.
 package loadgen
@@ -94,7 +95,7 @@ type Summary struct {
 	RefusedResends       int64    `json:"refused_resends"`  // lost bets whose resend the server refused (legacy: "duplicate bet id")
 	Lost                 int64    `json:"lost"`             // bets placed but neither settled nor refused
 	Deliveries           int64    `json:"deliveries"`       // BetResult frames received
-	Redelivered          int64    `json:"redelivered"`      // deliveries flagged Redelivered
+	Redelivered          int64    `json:"redelivered"`      // results of dropped bets the server pushed without a resend
 	DuplicateDeliveries  int64    `json:"duplicate_deliveries"`
 	DuplicateSettlements int64    `json:"duplicate_settlements"` // same bet id, different outcome
 	Misdelivered         int64    `json:"misdelivered"`          // results naming another player or an unknown bet
@@ -107,6 +108,8 @@ type Summary struct {
 	NeverConnected       int64    `json:"players_never_connected"`
 	P50ms                float64  `json:"p50_ms"` // bet first sent → first result
 	P99ms                float64  `json:"p99_ms"`
+	P99ConnectedMs       float64  `json:"p99_connected_ms"` // bets whose player stayed connected
+	P99DroppedMs         float64  `json:"p99_dropped_ms"`   // bets whose player dropped: send → result, across the reconnect
 	MaxMs                float64  `json:"max_ms"`
 	BetsPerSecond        float64  `json:"bets_per_second"`  // results over the betting phase
 	Errors               []string `json:"errors,omitempty"` // first few player-level failures
@@ -120,10 +123,10 @@ func (s Summary) OK() bool {
 func (s Summary) String() string {
 	return fmt.Sprintf("clients=%d placed=%d results=%d rejected=%d lost=%d refused_resends=%d resends=%d deliveries=%d redelivered=%d "+
 		"dup_deliveries=%d dup_settlements=%d misdelivered=%d balance_mismatches=%d balance_unchecked=%d "+
-		"disconnects=%d reconnects=%d never_connected=%d p50=%.1fms p99=%.1fms bets/s=%.1f",
+		"disconnects=%d reconnects=%d never_connected=%d p50=%.1fms p99=%.1fms p99_connected=%.1fms p99_dropped=%.1fms bets/s=%.1f",
 		s.Clients, s.BetsPlaced, s.Results, s.Rejected, s.Lost, s.RefusedResends, s.Resends, s.Deliveries, s.Redelivered,
 		s.DuplicateDeliveries, s.DuplicateSettlements, s.Misdelivered, s.BalanceMismatches, s.BalanceUnchecked,
-		s.Disconnects, s.Reconnects, s.NeverConnected, s.P50ms, s.P99ms, s.BetsPerSecond)
+		s.Disconnects, s.Reconnects, s.NeverConnected, s.P50ms, s.P99ms, s.P99ConnectedMs, s.P99DroppedMs, s.BetsPerSecond)
 }
 
 // ErrNotLoopback is returned for a target outside the machine: the load
@@ -145,7 +148,8 @@ func CheckLoopback(addr string) error {
 	return nil
 }
 
-func (cfg *Config) validate() error {
+// Validate reports the first setting of cfg that Run would refuse.
+func (cfg *Config) Validate() error {
 	switch {
 	case cfg.Clients < 1 || cfg.Clients > MaxClients:
 		return fmt.Errorf("loadgen: clients must be 1..%d, got %d", MaxClients, cfg.Clients)
@@ -223,7 +227,7 @@ type counters struct {
 // Summary (see Summary.OK). Cancelling ctx ends the run early, and bets then
 // unresolved count as lost.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
 	}
 	cfg.defaults()
@@ -339,13 +343,14 @@ func (r *run) summarize(players []*player, start time.Time, betPhase time.Durati
 		Reconnects:           r.c.reconnects.Load(),
 		DialFailures:         r.c.dialFailures.Load(),
 	}
-	var lat []time.Duration
+	var lat, connected, dropped []time.Duration
 	for _, p := range players {
 		if !p.connected {
 			s.NeverConnected++
 		}
 		p.mu.Lock()
-		lat = append(lat, p.latencies...)
+		connected = append(connected, p.latencies...)
+		dropped = append(dropped, p.dropLatency...)
 		for _, b := range p.bets {
 			if b.lost() {
 				s.Lost++
@@ -363,6 +368,9 @@ func (r *run) summarize(players []*player, start time.Time, betPhase time.Durati
 		}
 		p.mu.Unlock()
 	}
+	lat = append(append(lat, connected...), dropped...)
+	s.P99ConnectedMs = ms(p99(connected))
+	s.P99DroppedMs = ms(p99(dropped))
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		s.P50ms = ms(percentile(lat, 0.50))
@@ -379,6 +387,15 @@ func (r *run) summarize(players []*player, start time.Time, betPhase time.Durati
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// p99 sorts samples and returns their 99th percentile (0 for none).
+func p99(samples []time.Duration) time.Duration {
+	if len(samples) == 0 {
+		return 0
+	}
+	slices.Sort(samples)
+	return percentile(samples, 0.99)
+}
 
 // percentile uses the nearest-rank method on sorted samples.
 func percentile(sorted []time.Duration, q float64) time.Duration {

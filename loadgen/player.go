@@ -28,6 +28,7 @@ type bet struct {
 	refusedResend *protocol.Error
 	sends         int  // bet frames sent
 	retry         bool // a transient refusal asks for a resend
+	dropped       bool // the player hung up right after sending it
 }
 
 // resolved reports whether the player is done with b.
@@ -50,7 +51,8 @@ type player struct {
 
 	mu           sync.Mutex
 	bets         map[string]*bet
-	latencies    []time.Duration
+	latencies    []time.Duration // of bets whose player stayed connected
+	dropLatency  []time.Duration // of bets whose player dropped: send → result
 	startBalance int64
 	broke        bool
 	finalBalance int64
@@ -157,6 +159,9 @@ func (p *player) place(ctx context.Context, id string) bool {
 				return false
 			}
 			p.r.c.disconnects.Add(1)
+			p.mu.Lock()
+			b.dropped = true
+			p.mu.Unlock()
 			p.hangUp()
 			if !sleep(ctx, time.Until(earliest(time.Now().Add(p.r.cfg.Away), p.r.drainTill))) {
 				return false
@@ -360,9 +365,6 @@ func (p *player) onResult(res client.Result) {
 		return
 	}
 	c.deliveries.Add(1)
-	if res.Redelivered {
-		c.redelivered.Add(1)
-	}
 	switch {
 	case res.PlayerID != p.id || b == nil:
 		c.misdelivered.Add(1)
@@ -383,7 +385,15 @@ func (p *player) onResult(res client.Result) {
 		r := res.BetResult
 		b.result = &r
 		c.results.Add(1)
-		p.latencies = append(p.latencies, res.Received.Sub(b.firstSent))
+		lat := res.Received.Sub(b.firstSent)
+		if !b.dropped {
+			p.latencies = append(p.latencies, lat)
+			break
+		}
+		p.dropLatency = append(p.dropLatency, lat)
+		if b.sends == 1 {
+			c.redelivered.Add(1) // the server pushed it; the player never resent
+		}
 	}
 }
 

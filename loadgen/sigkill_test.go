@@ -47,7 +47,7 @@ type proc struct {
 func startProc(t *testing.T, bin, listen, logDir, dataDir string) (*proc, error) {
 	t.Helper()
 	cmd := exec.Command(bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
-		"-log-dir", logDir, "-data-dir", dataDir)
+		"-log-dir", logDir, "-data-dir", dataDir, "-log.format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -145,12 +145,17 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 		done <- outcome{s, err}
 	}()
 
-	time.Sleep(3 * time.Second)
-	before := scrape(t, first.admin)[metrics.BetResults.Name]
+	// Kill once the run is well under way: a few hundred bets settled.
+	waitFor(t, 20*time.Second, "bets settling before the kill", func() bool {
+		var settled float64
+		if mf := scrape(t, first.admin)[metrics.BetResults.Name]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				settled += m.GetCounter().GetValue()
+			}
+		}
+		return settled >= 300
+	})
 	first.kill(syscall.SIGKILL)
-	if before == nil {
-		t.Fatal("no bets settled before the kill")
-	}
 
 	// Same port if the kernel lets us have it back; else a new one, which
 	// the players follow.

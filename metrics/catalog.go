@@ -13,8 +13,7 @@ const (
 	LabelSignal    = "signal"     // which leak signal flagged a suspect
 	LabelTrigger   = "trigger"    // why a goroutine dump was captured
 	LabelProfile   = "profile"    // which pprof profile was scraped
-	LabelVersion   = "version"
-	LabelMode      = "mode" // "legacy" or "patched"
+	LabelMode      = "mode"       // "legacy" or "patched"
 )
 
 // Values of LabelReason on ClientWriteFailures.
@@ -23,6 +22,12 @@ const (
 	ReasonClosedSession = "closed_session"
 	ReasonIOError       = "io_error"
 	ReasonTimeout       = "timeout"
+)
+
+// Values of LabelReason on ConnectionsRefused.
+const (
+	ReasonMaxConns        = "max_conns"       // the cap on concurrent connections
+	ReasonUnauthenticated = "unauthenticated" // the tighter cap on connections before their hello
 )
 
 // Values of LabelOutcome on BetResults: where each settled bet's result went
@@ -84,6 +89,10 @@ var (
 		Name: "gameserver_sessions_closed_total", Type: Counter,
 		Help: "Client sessions closed, including stale sessions reaped by the session manager.",
 	}
+	ConnectionsRefused = Metric{
+		Name: "gameserver_connections_refused_total", Type: Counter, Labels: []string{LabelReason},
+		Help: "Game connections closed on accept because a connection cap was reached, by cap.",
+	}
 	PanicsRecovered = Metric{
 		Name: "gameserver_panics_recovered_total", Type: Counter,
 		Help: "Panics caught by the recover helper (each writes one stacktrace file).",
@@ -113,9 +122,16 @@ var (
 		Name: "gameserver_memory_limit_bytes", Type: Gauge,
 		Help: "Configured memory limit: the cgroup limit, else GOMEMLIMIT, else -memory-limit.",
 	}
+	// GameserverBuildInfo is exported by cli.BuildInfo (client_golang's
+	// version collector): version, revision, branch, goversion, goos, goarch
+	// and tags, from prometheus/common/version's link-time variables.
 	GameserverBuildInfo = Metric{
-		Name: "gameserver_build_info", Type: Gauge, Labels: []string{LabelVersion, LabelMode},
-		Help: "Always 1; labels carry the build version and whether the legacy bug is switched on.",
+		Name: "gameserver_build_info", Type: Gauge,
+		Help: "Always 1; labels carry the build's version, revision, branch and Go version.",
+	}
+	GameserverModeInfo = Metric{
+		Name: "gameserver_mode_info", Type: Gauge, Labels: []string{LabelMode},
+		Help: "Always 1; mode is \"legacy\" when the incident's bug is switched on (-legacy), else \"patched\".",
 	}
 )
 
@@ -219,7 +235,7 @@ var (
 func Gameserver() []Metric {
 	return []Metric{NilSessionAttempts, ClientWriteFailures, SessionsActive, SessionsCreated, SessionsClosed,
 		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, MemoryInUse, MemoryLimit,
-		GameserverBuildInfo}
+		GameserverBuildInfo, GameserverModeInfo}
 }
 
 // Sidecar lists the sidecar's own metric families.

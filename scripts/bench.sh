@@ -39,7 +39,9 @@ run -bench 'ScrapeAnalyze|AnalyzeProfile|Panicparse|ParseDebug2|TargetProfileCos
 # The server's p99 bet latency with and without the sidecar scraping it.
 run -bench BetLatency -benchtime 4x -count 1 -timeout 40m ./sidecar/profiler
 # Game server, patched against legacy: round trips, then 500 players with 20%
-# disconnects (bets/s, p99).
+# disconnects and 250ms away, the modes interleaved (bets/s, p99 overall, of
+# connected and of dropped players, and the share of dropped bets the
+# server answered without a resend).
 run -bench BetRoundTrip -count "$count" ./gameserver
 run -bench Load -benchtime 1x -count 3 -timeout 30m ./loadgen
 

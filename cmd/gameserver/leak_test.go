@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -19,12 +17,7 @@ import (
 // legacy goroutines leaked: they wait on channels nothing else can reach.
 // The admin listener serves that profile as /debug/pprof/goroutineleak.
 func TestRuntimeProvesLegacyLeak(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gameserver")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "GOEXPERIMENT=goroutineleakprofile")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build with GOEXPERIMENT=goroutineleakprofile: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	for _, legacy := range []bool{true, false} {
 		t.Run(map[bool]string{true: "legacy", false: "patched"}[legacy], func(t *testing.T) {
 			dir := t.TempDir()

@@ -5,9 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +21,48 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/gameservertest"
+	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/loadgen"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 func startServer(t *testing.T, legacy bool) string {
 	t.Helper()
 	return gameservertest.Start(t, gameserver.Config{Legacy: legacy}).AddrString()
 }
 
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// build compiles this command once per test binary.
 func build(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "loadgen")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "loadgen-test-"); buildErr != nil {
+			return
+		}
+		if out, err := exec.Command("go", "build", "-o", binDir, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return filepath.Join(binDir, "loadgen")
 }
 
 func runBin(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
@@ -57,7 +88,7 @@ func TestSmoke(t *testing.T) {
 	bin := build(t)
 	addr := startServer(t, false)
 	code, stdout, stderr := runBin(t, bin, "-addr", addr, "-clients", "10", "-duration", "2s",
-		"-disconnect", "0.3", "-json", "-progress", "500ms")
+		"-disconnect", "0.3", "-json", "-progress", "500ms", "-log.format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -77,7 +108,18 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("JSON lacks %s", key)
 		}
 	}
-	if !strings.Contains(stderr, "loadgen:") || !strings.Contains(stderr, "betting placed=") {
+	// stderr is logs only, every line in the format asked for.
+	progress := 0
+	for line := range strings.Lines(stderr) {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level == "" {
+			t.Errorf("stderr line is not a JSON log record: %q", line)
+		}
+		if strings.Contains(rec.Msg, "betting placed=") {
+			progress++
+		}
+	}
+	if progress == 0 {
 		t.Errorf("no progress on stderr:\n%s", stderr)
 	}
 }
@@ -92,21 +134,67 @@ func TestExitStatusOnLoss(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "FAIL") {
 		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
+	// Why, once, on stderr: the last line.
+	if !regexp.MustCompile(`\nloadgen: run failed: [^\n]*\d+ bets lost[^\n]*\n$`).MatchString("\n" + stderr) {
+		t.Errorf("stderr does not end with the reason:\n%s", stderr)
+	}
+}
+
+// Against a closed port loadgen fails at once with the reason, even
+// without progress lines, and does not wait for the players' dial deadline.
+func TestClosedPortFailsFast(t *testing.T) {
+	bin := build(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	code, stdout, stderr := runBin(t, bin, "-addr", addr, "-duration", "10m", "-drain", "10m", "-progress", "0")
+	want := "loadgen: -addr " + addr + ": connect: connection refused\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, stdout, stderr, want)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	bin := build(t)
+	for _, arg := range []string{"-h", "--help"} {
+		if code, _, stderr := runBin(t, bin, arg); code != 0 || !strings.Contains(stderr, "-log.level") {
+			t.Errorf("%s: exit %d, want 0 with the flag list\n%s", arg, code, stderr)
+		}
+	}
+	code, stdout, _ := runBin(t, bin, "--version")
+	if code != 0 || !strings.Contains(stdout, "loadgen, version") || !strings.Contains(stdout, "go version:") {
+		t.Errorf("--version: exit %d\n%s", code, stdout)
+	}
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{
-		{"-addr", "10.1.2.3:7000"},
-		{"-clients", "0"},
-		{"-disconnect", "2"},
-		{"-duration", "-1s"},
-		{"-secret-file", "/nonexistent"},
-		{"-nosuchflag"},
-		{"extra-arg"},
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"-addr", "10.1.2.3:7000"}, `target is not a loopback address: "10.1.2.3:7000"`},
+		{[]string{"-clients", "0"}, "clients must be 1..10000, got 0"},
+		{[]string{"-disconnect", "2"}, "disconnect probability must be in [0,1], got 2"},
+		{[]string{"-duration", "-1s"}, "duration must be in (0, 24h0m0s], got -1s"},
+		{[]string{"-log.format", "xml"}, `invalid value "xml" for flag -log.format`},
+		{[]string{"-nosuchflag"}, "flag provided but not defined: -nosuchflag"},
+		{[]string{"extra-arg"}, `unexpected arguments ["extra-arg"]`},
 	} {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != 2 {
-			t.Errorf("loadgen %q: exit %d, want 2 (stderr %q)", args, code, errb.String())
+		err := run(context.Background(), tc.args, nil, &out, &errb)
+		if code := cli.ExitCode(err); code != 2 || !strings.Contains(fmt.Sprint(err)+errb.String(), tc.why) {
+			t.Errorf("loadgen %q: exit %d (%v), want 2 saying %q\n%s", tc.args, code, err, tc.why, errb.String())
 		}
+		if strings.Contains(fmt.Sprint(err), "loadgen:") {
+			t.Errorf("loadgen %q: the error repeats the program's prefix: %v", tc.args, err)
+		}
+	}
+	// A secret file that cannot be read is a runtime failure.
+	err := run(context.Background(), []string{"-secret-file", "/nonexistent"}, nil, io.Discard, io.Discard)
+	if cli.ExitCode(err) != 1 || err.Error() != "-secret-file: open /nonexistent: no such file or directory" {
+		t.Errorf("missing secret file: exit %d, %v", cli.ExitCode(err), err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Manager tracks the current session of each player. A player has at most
-// one: a reconnect replaces (and closes) the old one.
+// one: a reconnect replaces (and retires) the old one.
 type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*GateSession
@@ -20,7 +20,12 @@ func NewManager(onClose func(s *GateSession, reason string)) *Manager {
 	return &Manager{sessions: make(map[string]*GateSession), onClose: onClose}
 }
 
-// Add makes s its player's current session, closing any previous one, and
+// ReplacedDrain is how long a replaced session's connection is still read,
+// so frames it had already received (a bet sent just before the player
+// reconnected) are served rather than lost.
+const ReplacedDrain = 2 * time.Second
+
+// Add makes s its player's current session, retiring any previous one, and
 // reports whether s is now current. Session ids grow with each hello, so a
 // session older than the current one (its hello raced the player's newer
 // reconnect) loses and is closed instead: the newest connection always wins.
@@ -29,14 +34,14 @@ func (m *Manager) Add(s *GateSession) bool {
 	old := m.sessions[s.player]
 	if old != nil && old != s && old.ID() > s.ID() {
 		m.mu.Unlock()
-		s.Close()
+		s.Retire(ReplacedDrain)
 		m.closed(s, "superseded")
 		return false
 	}
 	m.sessions[s.player] = s
 	m.mu.Unlock()
 	if old != nil && old != s {
-		old.Close()
+		old.Retire(ReplacedDrain)
 		m.closed(old, "replaced")
 	}
 	return true

@@ -35,6 +35,9 @@ type GateSession struct {
 	done         chan struct{}
 	lastPing     atomic.Int64 // unix nanoseconds of the last frame received
 	failedWrites atomic.Int64
+
+	readMu     sync.Mutex // orders ArmRead against Retire
+	drainUntil time.Time  // set by Retire: the read deadline from then on
 }
 
 // New wraps an authenticated connection.
@@ -76,6 +79,37 @@ func (s *GateSession) Close() error {
 		}
 	})
 	return err
+}
+
+// Retire closes the session for writes but leaves its connection to be
+// read until drain has passed (or the client closes it): a player who
+// reconnects loses no frame the old connection had already received. The
+// reader closes the connection when it is done.
+func (s *GateSession) Retire(drain time.Duration) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if s.done != nil {
+			close(s.done)
+		}
+		if s.conn != nil {
+			s.drainUntil = time.Now().Add(drain)
+			s.conn.SetReadDeadline(s.drainUntil)
+		}
+	})
+}
+
+// ArmRead sets the read deadline for the next frame: idle from now, or the
+// drain deadline of a retired session.
+func (s *GateSession) ArmRead(idle time.Duration) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	d := time.Now().Add(idle)
+	if !s.drainUntil.IsZero() {
+		d = s.drainUntil
+	}
+	s.conn.SetReadDeadline(d)
 }
 
 // Write writes data[:size] as one unit. A failed write closes the session:

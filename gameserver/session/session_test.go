@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -127,16 +128,7 @@ func TestManagerReplacesAndReaps(t *testing.T) {
 		t.Fatal("Get returned a closed session")
 	}
 	a2.lastPing.Store(time.Now().Add(-time.Hour).UnixNano())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.RunReaper(ctx, 10*time.Millisecond, time.Minute); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Len() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if m.Len() != 0 || !a2.IsClosed() {
+	if n := m.Reap(time.Minute); n != 1 || m.Len() != 0 || !a2.IsClosed() {
 		t.Fatal("stale session not reaped")
 	}
 	mu.Lock()
@@ -144,6 +136,34 @@ func TestManagerReplacesAndReaps(t *testing.T) {
 	if reasons["replaced"] != 1 || reasons["closed"] != 1 || reasons["stale"] != 1 {
 		t.Fatalf("close reasons %v", reasons)
 	}
+}
+
+// The reaper runs every interval on its own and reaps a session once it has
+// been silent for staleAfter, not before.
+func TestRunReaperReapsSilentSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := NewManager(nil)
+		c, peer := net.Pipe()
+		defer peer.Close()
+		s := New(1, "a", c, time.Second)
+		m.Add(s)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { m.RunReaper(ctx, 10*time.Millisecond, time.Second); close(done) }()
+
+		time.Sleep(990 * time.Millisecond)
+		synctest.Wait()
+		if m.Len() != 1 || s.IsClosed() {
+			t.Fatal("reaped before staleAfter")
+		}
+		time.Sleep(30 * time.Millisecond) // past staleAfter, and a tick
+		synctest.Wait()
+		if m.Len() != 0 || !s.IsClosed() {
+			t.Fatal("not reaped after staleAfter")
+		}
+		cancel()
+		<-done
+	})
 }
 
 func TestHealth(t *testing.T) {

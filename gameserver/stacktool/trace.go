@@ -7,6 +7,7 @@ package stacktool
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // Suffix ends every stacktrace file's name.
@@ -121,41 +124,14 @@ func writeCreateThenWrite(path string, head, stack []byte) error {
 	return f.Close()
 }
 
-// writeAtomic writes to a dot-prefixed temporary file in dir (which never
-// matches *.stacktrace.log), syncs it and renames it into place.
-func writeAtomic(dir, name string, head, stack []byte) (err error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
+// writeAtomic writes the file through a dot-prefixed temporary file in
+// dir, which never matches *.stacktrace.log, so a reader sees it whole.
+func writeAtomic(dir, name string, head, stack []byte) error {
+	return fsutil.Write(filepath.Join(dir, name), 0o644, func(w io.Writer) error {
+		if _, err := w.Write(head); err != nil {
+			return err
 		}
-	}()
-	if _, err = f.Write(append(head, stack...)); err != nil {
-		f.Close()
+		_, err := w.Write(stack)
 		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	// Persist the rename itself.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	})
 }

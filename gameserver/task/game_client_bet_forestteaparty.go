@@ -24,12 +24,10 @@ func ClientForestTeaPartyGetAPIBetResponse(ctx context.Context, t *Task, b *bet)
 func onForestTeaPartyBetClientResp(session Session, t *Task, b *bet, data []byte) {
 	if t.legacy {
 		if session == nil || session.IsClosed() {
+			// Counted as logged: the player's session is closed (gone from
+			// the manager or not), never a nil-session write.
 			t.log.Warn(ClosedSessionMsg, "player", b.player, "bet_id", b.id)
-			reason := metrics.ReasonClosedSession
-			if session == nil {
-				reason = metrics.ReasonNilSession
-			}
-			t.m.ClientWriteFailures.WithLabelValues(reason).Inc()
+			t.m.ClientWriteFailures.WithLabelValues(metrics.ReasonClosedSession).Inc()
 			return // the result is lost to the player: counted as failed
 		}
 		if err := clientWrite(session, data, len(data)); err != nil {

@@ -1,9 +1,15 @@
 package task
 
 import (
+	"runtime/pprof"
 	"sync"
 	"weak"
 )
+
+// leakProfileBuiltIn reports whether the binary was built with
+// GOEXPERIMENT=goroutineleakprofile, whose profile can mark goroutines as
+// leaked for good.
+func leakProfileBuiltIn() bool { return pprof.Lookup("goroutineleak") != nil }
 
 // waiter is the legacy handler's confirmation to the reckon goroutine.
 type waiter struct {
@@ -25,7 +31,7 @@ func (w *waiter) release() {
 }
 
 // leakRegistry remembers legacy waiters weakly, so Close can release the
-// goroutines legacy mode leaks while a leaked goroutine's channel stays
+// goroutines legacy mode leaks (where that is safe, see Task.Close) while a leaked goroutine's channel stays
 // reachable only from that goroutine — as in the original, where nothing
 // could ever wake it (and the runtime's goroutineleak profile can prove it).
 type leakRegistry struct {

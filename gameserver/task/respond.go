@@ -11,6 +11,14 @@ import (
 // result for retry instead of losing it. The result is already in the
 // durable outbox, so even a crash now loses nothing.
 func respond(session Session, t *Task, b *bet, data []byte) {
+	m, unlock := t.box(b.player)
+	defer unlock()
+	if m.backlog != nil {
+		// The player is back and their backlog is going out: this result,
+		// in the outbox too, follows it in bet order.
+		t.outcome(b, metrics.OutcomeQueued)
+		return
+	}
 	if session == nil || session.IsClosed() {
 		t.log.Warn(ClosedSessionMsg, "player", b.player, "bet_id", b.id)
 		t.queue(b, data)

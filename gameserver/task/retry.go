@@ -151,7 +151,14 @@ func (r *retrier) try(it *retryItem) {
 		return // acked (or redelivered and acked) meanwhile
 	}
 	if s := t.lookup(it.b.player); s != nil && !s.IsClosed() {
-		if err := t.deliver(s, it.b.player, it.data); err == nil {
+		m, unlock := t.box(it.b.player)
+		if m.backlog != nil {
+			unlock()
+			return // goes out with the player's backlog, in bet order
+		}
+		err := t.deliver(s, it.b.player, it.data)
+		unlock()
+		if err == nil {
 			t.m.BetDuration.Observe(time.Since(it.b.start).Seconds())
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
@@ -52,44 +53,46 @@ func settled(t *testing.T, tk *Task, player, id string) (*bet, []byte) {
 }
 
 // A queued result reaches the player's session once one appears, by retry
-// alone (no reconnect redelivery involved).
+// alone (no reconnect redelivery involved). In a synctest bubble the
+// backoff runs on the fake clock.
 func TestRetryDeliversToTheCurrentSession(t *testing.T) {
-	tk := newTestTask(t, RetryPolicy{Base: 20 * time.Millisecond, Max: 50 * time.Millisecond, Tries: 100, MaxQueue: 10})
-	b, data := settled(t, tk, "p", "b1")
-	tk.queue(b, data)
-	if tk.Pending() != 1 {
-		t.Fatalf("pending %d", tk.Pending())
-	}
-	time.Sleep(100 * time.Millisecond) // a few tries find no session
+	synctest.Test(t, func(t *testing.T) {
+		tk := newTestTask(t, RetryPolicy{Base: 20 * time.Millisecond, Max: 50 * time.Millisecond, Tries: 100, MaxQueue: 10})
+		b, data := settled(t, tk, "p", "b1")
+		tk.queue(b, data)
+		if tk.Pending() != 1 {
+			t.Fatalf("pending %d", tk.Pending())
+		}
+		time.Sleep(100 * time.Millisecond) // a few tries find no session
+		synctest.Wait()
+		if tk.Pending() != 1 {
+			t.Fatalf("pending %d after tries without a session", tk.Pending())
+		}
 
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	tk.sessions.Add(session.New(1, "p", c, time.Second))
-	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, err := protocol.ReadFrame(peer, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r protocol.BetResult
-	if f.Type != protocol.TypeBetResult || f.Decode(&r) != nil || r.BetID != "b1" || r.PlayerID != "p" {
-		t.Fatalf("got %s %s", f.Type, f.Payload)
-	}
-	if tk.Pending() != 0 || tk.wallet.DeadLetters() != 0 {
-		t.Fatalf("pending %d dead %d", tk.Pending(), tk.wallet.DeadLetters())
-	}
+		c, peer := net.Pipe()
+		defer c.Close()
+		defer peer.Close()
+		tk.sessions.Add(session.New(1, "p", c, time.Second))
+		f, err := protocol.ReadFrame(peer, 0) // the next try finds it
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r protocol.BetResult
+		if f.Type != protocol.TypeBetResult || f.Decode(&r) != nil || r.BetID != "b1" || r.PlayerID != "p" {
+			t.Fatalf("got %s %s", f.Type, f.Payload)
+		}
+		synctest.Wait()
+		if tk.Pending() != 0 || tk.wallet.DeadLetters() != 0 {
+			t.Fatalf("pending %d dead %d", tk.Pending(), tk.wallet.DeadLetters())
+		}
+	})
 }
 
 func TestRetryDeadLettersAfterTries(t *testing.T) {
+	synctest.Test(t, testRetryDeadLettersAfterTries)
+}
+
+func testRetryDeadLettersAfterTries(t *testing.T) {
 	tk := newTestTask(t, RetryPolicy{Base: time.Millisecond, Max: 4 * time.Millisecond, Tries: 5, MaxQueue: 1})
 	b1, d1 := settled(t, tk, "p", "b1")
 	b2, d2 := settled(t, tk, "p", "b2")
@@ -98,20 +101,16 @@ func TestRetryDeadLettersAfterTries(t *testing.T) {
 	if tk.wallet.DeadLetters() != 1 {
 		t.Fatalf("dead letters %d, want 1 right away", tk.wallet.DeadLetters())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for tk.wallet.DeadLetters() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not dead-lettered after its tries: pending %d dead %d", tk.Pending(), tk.wallet.DeadLetters())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if tk.Pending() != 0 {
-		t.Fatalf("pending %d", tk.Pending())
+	// Five tries of at most 4ms each: well within 100ms of fake time.
+	time.Sleep(100 * time.Millisecond)
+	synctest.Wait()
+	if tk.wallet.DeadLetters() != 2 || tk.Pending() != 0 {
+		t.Fatalf("not dead-lettered after its tries: pending %d dead %d", tk.Pending(), tk.wallet.DeadLetters())
 	}
 	// An acked result is not retried.
 	b3, d3 := settled(t, tk, "p", "b3")
 	tk.queue(b3, d3)
-	tk.Ack("p", "b3")
+	tk.Ack(session.New(1, "p", nil, 0), "b3")
 	if tk.Pending() != 0 {
 		t.Fatal("ack left the result queued")
 	}

@@ -21,19 +21,15 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 		return &protocol.Error{Code: protocol.CodeBadRequest, BetID: req.BetID,
 			Message: "bet_id must be 1-128 printable characters and amount 1-1000000"}
 	}
-	if !t.legacy {
-		// Fix 3: check the session before starting the goroutine.
-		if session == nil || session.IsClosed() {
-			t.log.Warn("[Client] Session invalid, aborting bet processing", "bet_id", req.BetID)
-			return ErrSessionClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	} else {
-		// The original had no cancellation: the bet runs whatever the client does.
-		ctx = context.WithoutCancel(ctx)
+	// Fix 3: check the session before starting the goroutine. A session
+	// closed since (the player left or reconnected) still authenticated the
+	// bet: it runs whatever the client does, and its result follows the
+	// player to their next session.
+	if !t.legacy && session == nil {
+		t.log.Warn("[Client] Session invalid, aborting bet processing", "bet_id", req.BetID)
+		return ErrSessionNil
 	}
+	ctx = context.WithoutCancel(ctx)
 	select {
 	case <-t.closing:
 		return &protocol.Error{Code: protocol.CodeUnavailable, BetID: req.BetID, Message: "server shutting down"}
@@ -57,14 +53,8 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 		defer t.failedUnlessAnswered(b)
 		defer t.rec.RecoverFunc()
 
-		rec, existed, err := t.wallet.Deduct(ctx, t.game.Name, b.player, b.id, b.amount)
+		rec, existed, err := t.wallet.DeductReceived(ctx, t.game.Name, b.player, b.id, b.amount, b.start)
 		switch {
-		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-			// The client went before the stake was taken: nothing happened.
-			t.log.Info("client gone before deduction; bet aborted", "player", b.player, "bet_id", b.id)
-			b.outcomeOnce.Store(true)
-			b.responded.release()
-			return
 		case errors.Is(err, wallet.ErrInsufficientFunds):
 			b.outcomeOnce.Store(true)
 			b.responded.release()

@@ -13,13 +13,17 @@ package wallet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +33,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/protocol"
+	"github.com/stackwatch/stackwatch/internal/fsutil"
 )
 
 // FileName is the ledger's file name inside the data directory.
@@ -38,9 +43,10 @@ const FileName = "wallet.db"
 const DefaultInitialBalance = 1_000_000
 
 var (
-	bucketAccounts = []byte("accounts") // player → balance (int64, big endian)
-	bucketBets     = []byte("bets")     // player\x00betID → Bet (JSON)
-	bucketOutbox   = []byte("outbox")   // player\x00betID → outboxEntry (JSON)
+	bucketAccounts = []byte("accounts")     // player → balance (int64, big endian)
+	bucketBets     = []byte("bets")         // player\x00betID → Bet (JSON)
+	bucketOutbox   = []byte("outbox")       // player\x00betID → outboxEntry (JSON)
+	bucketOrder    = []byte("outbox_order") // player\x00seq(8, big endian)betID → nil: the outbox in bet order
 	bucketMeta     = []byte("meta")
 	keySchema      = []byte("schema")
 	schemaVersion  = []byte("stackwatch-wallet-v1")
@@ -71,12 +77,21 @@ type Bet struct {
 	Amount  int64               `json:"amount"`
 	State   State               `json:"state"`
 	Created time.Time           `json:"created"`
+	Seq     uint64              `json:"seq,omitempty"` // bet order: when the server received it (Unix ns)
 	Result  *protocol.BetResult `json:"result,omitempty"`
 }
 
 type outboxEntry struct {
 	Result protocol.BetResult `json:"result"`
+	Seq    uint64             `json:"seq,omitempty"` // the bet's Seq
 	Dead   bool               `json:"dead,omitempty"`
+}
+
+// orderKey is the entry's key in the bet-order index.
+func orderKey(player string, seq uint64, betID string) []byte {
+	k := append([]byte(player), 0)
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return append(k, betID...)
 }
 
 // Options configure a Wallet.
@@ -97,6 +112,10 @@ type Options struct {
 	// MaxBatchDelay is how long concurrent updates wait to share one
 	// transaction and fsync (1ms if 0).
 	MaxBatchDelay time.Duration
+	// New allows a fresh ledger where the marker shows one was kept but
+	// wallet.db is missing or empty. Without it Open refuses, so a lost
+	// ledger is never replaced silently by one where every balance is new.
+	New bool
 }
 
 // Wallet is the ledger. Its methods are safe for concurrent use.
@@ -118,7 +137,23 @@ type Wallet struct {
 	closeMu sync.Once
 }
 
-// Open opens (creating if needed) the ledger in dir.
+// MarkerName is the file Open keeps beside the ledger once it holds one: a
+// ledger that goes missing or empty later is then refused, not remade.
+const MarkerName = "wallet.marker"
+
+// Errors Open returns for a ledger it will not use. Each message says how to
+// recover.
+var (
+	ErrLedgerLost    = errors.New("wallet: ledger missing or empty where one was kept")
+	ErrLedgerDamaged = errors.New("wallet: ledger damaged")
+)
+
+const recoverHint = "restore wallet.db from a backup, or move the data directory aside to start an empty ledger"
+
+// Open opens the ledger in dir, creating it if dir never held one. It
+// checks the file before use: a ledger that is truncated, damaged, holds
+// values of the wrong type, or vanished (the marker remains) is refused
+// with an error saying how to recover.
 func Open(dir string, opts Options) (*Wallet, error) {
 	if opts.InitialBalance == 0 {
 		opts.InitialBalance = DefaultInitialBalance
@@ -133,25 +168,125 @@ func Open(dir string, opts Options) (*Wallet, error) {
 		return nil, fmt.Errorf("wallet: data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	marker := filepath.Join(dir, MarkerName)
+	if err := checkFile(path, marker, opts.New); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s (is another gameserver using this -data-dir?)", ErrLocked, path)
 	case err != nil:
-		return nil, fmt.Errorf("wallet: open %s: %w (the file is not a usable ledger; move it aside to start empty)", path, err)
+		return nil, fmt.Errorf("%w: open %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
 	}
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	w := &Wallet{db: db, opts: opts, acks: make(map[string]struct{}), ackKick: make(chan struct{}, 1),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := w.init(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("wallet: %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
+	}
+	if _, err := os.Stat(marker); errors.Is(err, fs.ErrNotExist) {
+		if err := fsutil.WriteFile(marker, []byte("stackwatch wallet ledger, created "+time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("wallet: marker: %w", err)
+		}
 	}
 	go w.flushAcks()
 	return w, nil
 }
 
-func (w *Wallet) init() error {
+// checkFile refuses a ledger bbolt must not map: one that vanished where
+// the marker says a ledger was kept, or one shorter than its meta page says
+// (bbolt would die of SIGBUS reading past the end).
+func checkFile(path, marker string, fresh bool) error {
+	fi, err := os.Stat(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wallet: %w", err)
+	}
+	if err != nil || fi.Size() == 0 {
+		m, merr := os.ReadFile(marker)
+		if merr != nil || fresh {
+			if fresh {
+				os.Remove(marker) // rewritten once the fresh ledger exists
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: %s is missing or empty, but %s says: %q. "+
+			"Restore wallet.db from a backup; to start a fresh ledger (every balance reset, pending results lost) pass -new-ledger",
+			ErrLedgerLost, path, marker, strings.TrimSpace(string(m)))
+	}
+	if fresh {
+		return fmt.Errorf("wallet: -new-ledger given, but %s holds a ledger: move it aside first", path)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file", ErrLedgerDamaged, path)
+	}
+	need, err := metaSize(path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v; %s", ErrLedgerDamaged, path, err, recoverHint)
+	}
+	if fi.Size() < need {
+		return fmt.Errorf("%w: %s is truncated: %d bytes, its meta page needs %d; %s",
+			ErrLedgerDamaged, path, fi.Size(), need, recoverHint)
+	}
+	return nil
+}
+
+// bbolt's meta page: a 16-byte page header, then magic, version, page size,
+// flags (uint32 each), root bucket (16 bytes), freelist page, high-water
+// page id, txid, and an FNV-64a checksum of everything before it.
+const (
+	boltMagic        = 0xED0CDAED
+	boltMetaOffset   = 16
+	boltChecksumSpan = 56
+)
+
+// metaSize reads both bbolt meta pages and returns the file size the newer
+// valid one requires (high-water page id × page size).
+func metaSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	read := func(off int64) (pageSize uint32, need int64, txid uint64, ok bool) {
+		buf := make([]byte, boltChecksumSpan+8)
+		if _, err := f.ReadAt(buf, off+boltMetaOffset); err != nil {
+			return 0, 0, 0, false
+		}
+		le := binary.NativeEndian
+		h := fnv.New64a()
+		h.Write(buf[:boltChecksumSpan])
+		if le.Uint32(buf[0:]) != boltMagic || le.Uint64(buf[boltChecksumSpan:]) != h.Sum64() {
+			return 0, 0, 0, false
+		}
+		pageSize = le.Uint32(buf[8:])
+		hwm := le.Uint64(buf[40:])
+		return pageSize, int64(hwm) * int64(pageSize), le.Uint64(buf[48:]), pageSize >= 512
+	}
+	ps, need0, tx0, ok0 := read(0)
+	if !ok0 {
+		ps = uint32(os.Getpagesize())
+	}
+	_, need1, tx1, ok1 := read(int64(ps))
+	switch {
+	case ok0 && (!ok1 || tx0 >= tx1):
+		return need0, nil
+	case ok1:
+		return need1, nil
+	}
+	return 0, errors.New("no valid bbolt meta page")
+}
+
+// init checks the ledger and prepares it. bbolt panics on some damage it
+// meets; that is a damaged ledger too, not a crash.
+func (w *Wallet) init() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt: %v", r)
+		}
+	}()
 	return w.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -170,6 +305,30 @@ func (w *Wallet) init() error {
 				return err
 			}
 		}
+		if tx.Bucket(bucketOrder) == nil {
+			if err := backfillOrder(tx); err != nil {
+				return err
+			}
+		}
+		var damage error
+		for err := range tx.Check() { // drained whole: Check's goroutine sends them all
+			damage = cmp.Or(damage, err)
+		}
+		if damage != nil {
+			return damage
+		}
+		if err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			_, err := decodeBalance(k, v)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
+			_, err := decodeBet(k, v)
+			return err
+		}); err != nil {
+			return err
+		}
 		var n, dead int64
 		err = tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
 			var e outboxEntry
@@ -185,6 +344,22 @@ func (w *Wallet) init() error {
 		w.pending.Store(n)
 		w.dead.Store(dead)
 		return err
+	})
+}
+
+// backfillOrder builds the bet-order index for a ledger written before it
+// existed; such entries have no Seq and sort by bet id.
+func backfillOrder(tx *bolt.Tx) error {
+	order, err := tx.CreateBucket(bucketOrder)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		var e outboxEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("outbox entry %q: %w", k, err)
+		}
+		return order.Put(orderKey(e.Result.PlayerID, e.Seq, e.Result.BetID), nil)
 	})
 }
 
@@ -216,12 +391,33 @@ func ValidBetID(id string) bool {
 	return true
 }
 
-func (w *Wallet) balance(tx *bolt.Tx, player string) int64 {
+// balance reads the player's balance; a player never seen has the initial
+// balance. A malformed value is an error, never a default.
+func (w *Wallet) balance(tx *bolt.Tx, player string) (int64, error) {
 	v := tx.Bucket(bucketAccounts).Get([]byte(player))
-	if len(v) != 8 {
-		return w.opts.InitialBalance
+	if v == nil {
+		return w.opts.InitialBalance, nil
 	}
-	return int64(binary.BigEndian.Uint64(v))
+	return decodeBalance([]byte(player), v)
+}
+
+func decodeBalance(k, v []byte) (int64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("wallet: account %q: balance is %d bytes, want 8", k, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// decodeBet parses a bet record and checks it names its own key.
+func decodeBet(k, v []byte) (Bet, error) {
+	var b Bet
+	if err := json.Unmarshal(v, &b); err != nil {
+		return Bet{}, fmt.Errorf("wallet: bet record %q: %w", k, err)
+	}
+	if !bytes.Equal(key(b.Player, b.BetID), k) || (b.State != Deducted && b.State != Settled) {
+		return Bet{}, fmt.Errorf("wallet: bet record %q: names %q/%q in state %q", k, b.Player, b.BetID, b.State)
+	}
+	return b, nil
 }
 
 func putBalance(tx *bolt.Tx, player string, bal int64) error {
@@ -233,11 +429,8 @@ func getBet(tx *bolt.Tx, k []byte) (Bet, bool, error) {
 	if v == nil {
 		return Bet{}, false, nil
 	}
-	var b Bet
-	if err := json.Unmarshal(v, &b); err != nil {
-		return Bet{}, false, fmt.Errorf("wallet: bet record %q: %w", k, err)
-	}
-	return b, true, nil
+	b, err := decodeBet(k, v)
+	return b, err == nil, err
 }
 
 func putBet(tx *bolt.Tx, b Bet) error {
@@ -251,9 +444,9 @@ func putBet(tx *bolt.Tx, b Bet) error {
 // Balance is the player's balance now.
 func (w *Wallet) Balance(player string) (int64, error) {
 	var bal int64
-	err := w.db.View(func(tx *bolt.Tx) error {
-		bal = w.balance(tx, player)
-		return nil
+	err := w.db.View(func(tx *bolt.Tx) (err error) {
+		bal, err = w.balance(tx, player)
+		return err
 	})
 	return bal, err
 }
@@ -263,6 +456,12 @@ func (w *Wallet) Balance(player string) (int64, error) {
 // bet is returned with existed set. If ctx ends during the wallet latency,
 // nothing is deducted and ctx's error is returned.
 func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amount int64) (b Bet, existed bool, err error) {
+	return w.DeductReceived(ctx, gameName, player, betID, amount, time.Now())
+}
+
+// DeductReceived is Deduct for a bet the server received at received: the
+// player's results are redelivered in that order.
+func (w *Wallet) DeductReceived(ctx context.Context, gameName, player, betID string, amount int64, received time.Time) (b Bet, existed bool, err error) {
 	if !ValidBetID(betID) || amount <= 0 || amount > game.MaxBet || player == "" {
 		return Bet{}, false, fmt.Errorf("%w: id %q amount %d", ErrBadBet, betID, amount)
 	}
@@ -291,14 +490,18 @@ func (w *Wallet) Deduct(ctx context.Context, gameName, player, betID string, amo
 			b, existed = got, true
 			return nil
 		}
-		bal := w.balance(tx, player)
+		bal, err := w.balance(tx, player)
+		if err != nil {
+			return err
+		}
 		if bal < amount {
 			return ErrInsufficientFunds
 		}
 		if err := putBalance(tx, player, bal-amount); err != nil {
 			return err
 		}
-		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC()}, false
+		seq := uint64(received.UnixNano())
+		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC(), Seq: seq}, false
 		return putBet(tx, b)
 	})
 	return b, existed, err
@@ -329,7 +532,11 @@ func (w *Wallet) settle(player, betID string, card game.Card) (protocol.BetResul
 			res = *b.Result
 			return nil
 		}
-		bal := w.balance(tx, player) + card.Win
+		bal, err := w.balance(tx, player)
+		if err != nil {
+			return err
+		}
+		bal += card.Win
 		if err := putBalance(tx, player, bal); err != nil {
 			return err
 		}
@@ -342,11 +549,14 @@ func (w *Wallet) settle(player, betID string, card game.Card) (protocol.BetResul
 		if !w.opts.Outbox {
 			return nil
 		}
-		v, err := json.Marshal(outboxEntry{Result: res})
+		v, err := json.Marshal(outboxEntry{Result: res, Seq: b.Seq})
 		if err != nil {
 			return err
 		}
 		tx.OnCommit(func() { w.pending.Add(1) })
+		if err := tx.Bucket(bucketOrder).Put(orderKey(player, b.Seq, betID), nil); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketOutbox).Put(k, v)
 	})
 	return res, err
@@ -368,9 +578,9 @@ func (w *Wallet) Unsettled() ([]Bet, error) {
 	var out []Bet
 	err := w.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
-			var b Bet
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("wallet: bet record %q: %w", k, err)
+			b, err := decodeBet(k, v)
+			if err != nil {
+				return err
 			}
 			if b.State != Settled {
 				out = append(out, b)
@@ -403,25 +613,51 @@ func (w *Wallet) Recover() ([]protocol.BetResult, error) {
 	return out, nil
 }
 
-// Outbox lists the player's unacknowledged results, oldest bet id first.
+// Outbox lists the player's unacknowledged results in bet order.
 func (w *Wallet) Outbox(player string) ([]protocol.BetResult, error) {
 	var out []protocol.BetResult
-	prefix := []byte(player + "\x00")
+	var after []byte
+	for {
+		page, next, err := w.OutboxPage(player, after, 1024)
+		if err != nil || len(page) == 0 {
+			return out, err
+		}
+		out, after = append(out, page...), next
+	}
+}
+
+// OutboxPage returns up to limit of the player's unacknowledged results in
+// bet order, starting after the cursor after (nil: from the first), and the
+// cursor to pass for the next page.
+func (w *Wallet) OutboxPage(player string, after []byte, limit int) ([]protocol.BetResult, []byte, error) {
+	var out []protocol.BetResult
+	prefix := append([]byte(player), 0)
+	next := after
 	err := w.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if w.acked(k) {
+		outbox := tx.Bucket(bucketOutbox)
+		c := tx.Bucket(bucketOrder).Cursor()
+		k, _ := c.Seek(prefix)
+		if after != nil {
+			if k, _ = c.Seek(after); bytes.Equal(k, after) {
+				k, _ = c.Next()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			next = bytes.Clone(k)
+			ok := key(player, string(k[len(prefix)+8:]))
+			v := outbox.Get(ok)
+			if v == nil || w.acked(ok) {
 				continue
 			}
 			var e outboxEntry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("wallet: outbox entry %q: %w", k, err)
+				return fmt.Errorf("wallet: outbox entry %q: %w", ok, err)
 			}
 			out = append(out, e.Result)
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // InOutbox reports whether the player's result still awaits an ack.
@@ -514,7 +750,7 @@ func (w *Wallet) Flush() error {
 		return nil
 	}
 	err := w.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
+		b, order := tx.Bucket(bucketOutbox), tx.Bucket(bucketOrder)
 		var removed, dead int64
 		for _, k := range keys {
 			v := b.Get([]byte(k))
@@ -524,6 +760,10 @@ func (w *Wallet) Flush() error {
 			var e outboxEntry
 			_ = json.Unmarshal(v, &e) // a corrupt entry is still removed
 			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+			player, betID, _ := strings.Cut(k, "\x00")
+			if err := order.Delete(orderKey(player, e.Seq, betID)); err != nil {
 				return err
 			}
 			removed++

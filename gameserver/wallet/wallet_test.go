@@ -1,6 +1,7 @@
 package wallet_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
@@ -239,38 +241,145 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := wallet.Open(dir, wallet.Options{})
-		if err == nil || !strings.Contains(err.Error(), "not a usable ledger") {
+		if !errors.Is(err, wallet.ErrLedgerDamaged) || !strings.Contains(err.Error(), "restore wallet.db from a backup") {
 			t.Fatalf("open garbage: %v", err)
 		}
 		if b, _ := os.ReadFile(filepath.Join(dir, wallet.FileName)); string(b) != string(junk) {
 			t.Fatal("the bad file was modified")
 		}
 	})
-	t.Run("truncated", func(t *testing.T) {
-		dir := t.TempDir()
-		w, err := wallet.Open(dir, wallet.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Deduct(context.Background(), wd.Name, "p", "b", 10)
-		w.Close()
-		path := filepath.Join(dir, wallet.FileName)
-		if err := os.Truncate(path, 100); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wallet.Open(dir, wallet.Options{}); err == nil {
-			t.Fatal("opened a truncated ledger")
-		}
-	})
-	t.Run("empty", func(t *testing.T) {
+	t.Run("empty, never used", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, wallet.FileName), nil, 0o600)
-		// bbolt initialises an empty file: a fresh ledger, not an error.
+		// No marker: this directory never held a ledger, so start one.
 		w := open(t, dir, wallet.Options{})
 		if bal, _ := w.Balance("p"); bal != wallet.DefaultInitialBalance {
 			t.Fatal(bal)
 		}
 	})
+}
+
+// usedLedger makes a ledger holding enough bets to span many pages, closes
+// it and returns its directory and file.
+func usedLedger(t *testing.T) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	w, err := wallet.Open(dir, wallet.Options{Outbox: true, MaxBatchDelay: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		id := fmt.Sprint("b", i)
+		if _, _, err := w.Deduct(context.Background(), wd.Name, fmt.Sprint("p", i%7), id, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filepath.Join(dir, wallet.FileName)
+}
+
+// Every bad ledger is refused with a message saying how to recover, and is
+// left as it was: never a fresh ledger over an old one, never a crash.
+func TestOpenRefusesBadLedgers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		want   error
+	}{
+		{"emptied", func(t *testing.T, path string) { truncate(t, path, 0) }, wallet.ErrLedgerLost},
+		{"deleted", func(t *testing.T, path string) { os.Remove(path) }, wallet.ErrLedgerLost},
+		{"cut to a third", func(t *testing.T, path string) { truncate(t, path, size(t, path)/3) }, wallet.ErrLedgerDamaged},
+		{"meta pages zeroed", func(t *testing.T, path string) { overwrite(t, path, 0, make([]byte, 8192)) }, wallet.ErrLedgerDamaged},
+		{"data page scribbled", func(t *testing.T, path string) {
+			overwrite(t, path, 3*4096, bytes.Repeat([]byte{0xA5}, 4096))
+		}, wallet.ErrLedgerDamaged},
+		{"3-byte balance", func(t *testing.T, path string) { put(t, path, "accounts", "p1", []byte{1, 2, 3}) }, wallet.ErrLedgerDamaged},
+		{"bet record not JSON", func(t *testing.T, path string) { put(t, path, "bets", "p1\x00b1", []byte("{nope")) }, wallet.ErrLedgerDamaged},
+		{"bet record under another key", func(t *testing.T, path string) {
+			put(t, path, "bets", "p1\x00b1", []byte(`{"player":"p2","bet_id":"b9","state":"settled"}`))
+		}, wallet.ErrLedgerDamaged},
+		{"outbox entry not JSON", func(t *testing.T, path string) { put(t, path, "outbox", "p1\x00b1", []byte("x")) }, wallet.ErrLedgerDamaged},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, path := usedLedger(t)
+			tc.damage(t, path)
+			before, _ := os.ReadFile(path)
+			_, err := wallet.Open(dir, wallet.Options{Outbox: true})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("open: %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), "restore wallet.db from a backup") {
+				t.Errorf("error does not say how to recover: %v", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the refused ledger was modified")
+			}
+		})
+	}
+}
+
+// -new-ledger is the explicit way past a lost ledger, and only that.
+func TestOpenNewLedger(t *testing.T) {
+	dir, path := usedLedger(t)
+	truncate(t, path, 0)
+	w := open(t, dir, wallet.Options{New: true})
+	if bal, _ := w.Balance("p1"); bal != wallet.DefaultInitialBalance {
+		t.Fatalf("fresh ledger balance %d", bal)
+	}
+	w.Close()
+	// Now in use: New is refused rather than hiding the ledger.
+	if _, err := wallet.Open(dir, wallet.Options{New: true}); err == nil || !strings.Contains(err.Error(), "move it aside") {
+		t.Fatalf("New over a ledger: %v", err)
+	}
+	// The marker was rewritten: emptying it again is refused again.
+	truncate(t, path, 0)
+	if _, err := wallet.Open(dir, wallet.Options{}); !errors.Is(err, wallet.ErrLedgerLost) {
+		t.Fatalf("open: %v", err)
+	}
+}
+
+func truncate(t *testing.T, path string, n int64) {
+	t.Helper()
+	if err := os.Truncate(path, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func size(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func overwrite(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// put writes a raw value into the closed ledger with bbolt itself, the way
+// a bug or a hand edit would.
+func put(t *testing.T, path, bucket, key string, v []byte) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucket)).Put([]byte(key), v) }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func must[T any](v T, err error) T {

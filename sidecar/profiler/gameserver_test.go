@@ -204,7 +204,7 @@ func TestLegacyGameServerLeakProfile(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-game", "wilddig", "-legacy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-		"-log-dir", t.TempDir(), "-data-dir", t.TempDir(), "-wallet-latency", "20ms")
+		"-log-dir", t.TempDir(), "-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
