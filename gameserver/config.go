@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/stackwatch/stackwatch/gameserver/game"
@@ -51,7 +52,7 @@ const DefaultWalletLatency = 5 * time.Millisecond
 func (c *Config) setDefaults() error {
 	g, err := game.Lookup(c.Game)
 	if err != nil {
-		return err
+		return fmt.Errorf("-game %q: want one of %s", c.Game, strings.Join(game.Names(), ", "))
 	}
 	if c.Service == "" {
 		c.Service = g.Service
@@ -105,23 +106,28 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// checkExposure refuses the two insecure set-ups beyond loopback, like the
+// checkExposure refuses the insecure set-ups beyond loopback, like the
 // sidecar's token rule: a game listener on the public development secret
 // (anyone could forge tickets), and goroutine dumps, which carry player
-// data, served on a non-loopback admin listener.
+// data (and fault injection, which can kill the process), served on a
+// non-loopback listener.
 func (c *Config) checkExposure() error {
 	if !isLoopback(c.Listen) && (len(c.Secret) == 0 || string(c.Secret) == ticket.DevSecret) {
 		return fmt.Errorf("-listen %s is not loopback: set -secret-file (the built-in development secret lets anyone forge tickets)", c.Listen)
 	}
-	if !isLoopback(c.Admin) {
-		if c.Pprof == "" {
-			return fmt.Errorf("-admin %s is not loopback: set -pprof 127.0.0.1:PORT so goroutine dumps, which carry player data, stay on loopback", c.Admin)
-		}
-		if !isLoopback(c.Pprof) {
-			return fmt.Errorf("-pprof %s is not loopback: goroutine dumps carry player data", c.Pprof)
-		}
+	flag, addr := "pprof", c.Pprof // where /debug/pprof is served
+	if addr == "" {
+		flag, addr = "admin", c.Admin
 	}
-	return nil
+	switch {
+	case isLoopback(addr):
+		return nil
+	case c.FaultInjection:
+		return fmt.Errorf("-%s %s: fault injection refused: it would be served beyond loopback", flag, addr)
+	case flag == "admin":
+		return fmt.Errorf("-admin %s is not loopback: set -pprof 127.0.0.1:PORT so goroutine dumps, which carry player data, stay on loopback", addr)
+	}
+	return fmt.Errorf("-pprof %s is not loopback: goroutine dumps carry player data", addr)
 }
 
 // isLoopback reports whether addr (host:port) binds loopback only. An empty

@@ -69,7 +69,7 @@ func TestLegacyLeakScrapesThenSIGTERMExitsCleanly(t *testing.T) {
 	if err := p.wait(t, 30*time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, tail(p.stderr.String(), 3000))
 	}
-	if log := p.stderr.String(); strings.Contains(log, "fatal error") || !strings.Contains(log, `"msg":"stopped"`) {
+	if log := p.stderr.String(); strings.Contains(log, "fatal error:") || !strings.Contains(log, `"msg":"stopped"`) {
 		t.Fatalf("unclean exit:\n%s", tail(log, 3000))
 	}
 }

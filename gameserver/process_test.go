@@ -66,7 +66,7 @@ type proc struct {
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
+	cmd := exec.Command(bin, append([]string{"-log.format", "json", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 		"-log-dir", filepath.Join(dir, "log"), "-data-dir", filepath.Join(dir, "data")}, args...)...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // mailbox serialises one player's result writes.
 type mailbox struct {
 	mu      sync.Mutex // held across the player's result writes
-	refs    int        // guarded by Task.boxMu
+	refs    int        // holders and waiters; guarded by Task.boxMu
 	backlog *backlog   // set while a returning player's backlog is paged out
 }
 
@@ -37,10 +37,11 @@ func (t *Task) box(player string) (*mailbox, func()) {
 	t.boxMu.Unlock()
 	m.mu.Lock()
 	return m, func() {
-		idle := m.backlog == nil
 		m.mu.Unlock()
 		t.boxMu.Lock()
-		if m.refs--; m.refs == 0 && idle {
+		// With no reference left nobody else can touch m, so its backlog
+		// is safe to read here.
+		if m.refs--; m.refs == 0 && m.backlog == nil {
 			delete(t.boxes, player)
 		}
 		t.boxMu.Unlock()
