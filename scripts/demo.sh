@@ -11,16 +11,17 @@
 # wilddiggr and goldenclover within three minutes, and the page reaches the
 # sidecars' Alertmanager webhook, which logs the goroutine dump it takes.
 #
-# Environment: DEMO_CLIENTS (default 50) players per service; DEMO_ROOT
+# Environment: DEMO_CLIENTS (default 20) players per service; DEMO_ROOT
 # (default .demo) for state and logs; DEMO_BIN (default bin) for the binaries;
-# DEMO_PORT_OFFSET (default 0) added to every port. Disk stays bounded:
-# sidecar retention and dump ring, and Prometheus retention, are capped.
+# DEMO_PORT_OFFSET (default 0) added to every port. Disk: stacktrace files and
+# the dump ring are capped at 32 MiB per sidecar, Prometheus at 256 MB; the
+# game servers' wallets (the bet ledger) grow with every bet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=${DEMO_BIN:-$PWD/bin}
 root=${DEMO_ROOT:-$PWD/.demo}
-clients=${DEMO_CLIENTS:-50}
+clients=${DEMO_CLIENTS:-20}
 off=${DEMO_PORT_OFFSET:-0}
 prom_port=$((9090 + off)) am_port=$((9093 + off))
 
