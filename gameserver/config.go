@@ -35,6 +35,7 @@ type Config struct {
 	WriteTimeout   time.Duration // deadline of one write; default 5s
 	StaleAfter     time.Duration // the session manager reaps sessions silent this long; default 30s
 	ReapInterval   time.Duration // default StaleAfter/3
+	BetHistory     time.Duration // settled, acked bets older than this are pruned from the ledger; 0 keeps all (see wallet.Options.BetHistory)
 	InitialBalance int64         // a new player's balance; default 1,000,000
 	Retry          task.RetryPolicy
 	RedeliveryPage int  // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
@@ -77,8 +78,8 @@ func (c *Config) setDefaults() error {
 	if len(c.Secret) == 0 {
 		c.Secret = []byte(ticket.DevSecret)
 	}
-	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 {
-		return errors.New("-max-conns, -max-unauth-conns and -redelivery-page must not be negative")
+	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 || c.BetHistory < 0 {
+		return errors.New("-max-conns, -max-unauth-conns, -redelivery-page and -bet-history must not be negative")
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = defaultMaxConns()

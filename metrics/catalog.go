@@ -116,6 +116,14 @@ var (
 		Name: "gameserver_dead_letters", Type: Gauge,
 		Help: "Results in the durable dead-letter store awaiting the player's reconnect.",
 	}
+	BetsPruned = Metric{
+		Name: "gameserver_bets_pruned_total", Type: Counter,
+		Help: "Settled, acknowledged bet records deleted from the ledger once older than -bet-history.",
+	}
+	BetsForgotten = Metric{
+		Name: "gameserver_bets_forgotten_total", Type: Counter,
+		Help: "Bets refused because their id is not above the player's greatest pruned bet id (a resend of a pruned bet, or a non-increasing id).",
+	}
 	MemoryInUse = Metric{
 		Name: "gameserver_memory_in_use_bytes", Type: Gauge,
 		Help: "Memory the server holds (resident set), compared against gameserver_memory_limit_bytes.",
@@ -247,7 +255,7 @@ var (
 // Gameserver lists the game server's own metric families.
 func Gameserver() []Metric {
 	return []Metric{NilSessionAttempts, ClientWriteFailures, SessionsActive, SessionsCreated, SessionsClosed,
-		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, MemoryInUse, MemoryLimit,
+		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, BetsPruned, BetsForgotten, MemoryInUse, MemoryLimit,
 		GameserverBuildInfo, GameserverModeInfo}
 }
 

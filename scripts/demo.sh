@@ -15,7 +15,8 @@
 # (default .demo) for state and logs; DEMO_BIN (default bin) for the binaries;
 # DEMO_PORT_OFFSET (default 0) added to every port. Disk: stacktrace files and
 # the dump ring are capped at 32 MiB per sidecar, Prometheus at 256 MB; the
-# game servers' wallets (the bet ledger) grow with every bet.
+# game servers keep 2 minutes of settled bets (-bet-history 2m), so their
+# wallets stop growing after a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,7 +73,7 @@ for s in "${services[@]}"; do
 	[ "$mode" = legacy ] && legacy=(-legacy)
 	"$bin/gameserver" -game "$game" -service "$name" "${legacy[@]}" \
 		-listen "127.0.0.1:$gp" -admin "127.0.0.1:$ap" \
-		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms \
+		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms -bet-history 2m \
 		>"$d/gameserver.stderr" 2>&1 &
 	pids+=($!)
 	"$bin/sidecar" -service "$name" -log-dir "$d/log" -data-dir "$d/sidecar" \
