@@ -98,3 +98,16 @@ func TestLandingPage(t *testing.T) {
 		t.Fatalf("/nope: %d", rec.Code)
 	}
 }
+
+func TestHelpPrintsDefaultsWithoutPanic(t *testing.T) {
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	c := Register(fs, "prog")
+	if _, err := c.Parse(fs, []string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if s := out.String(); strings.Contains(s, "panic") || !strings.Contains(s, `(default info)`) || !strings.Contains(s, `(default logfmt)`) {
+		t.Fatalf("help output:\n%s", s)
+	}
+}
