@@ -5,6 +5,7 @@
 #   docker build --target gameserver -t ghcr.io/stackwatch/gameserver:0.1.0 .
 #   docker build --target sidecar    -t ghcr.io/stackwatch/sidecar:0.1.0 .
 #   docker build --target loadgen    -t ghcr.io/stackwatch/loadgen:0.1.0 .
+#   docker build --target stackwatch -t ghcr.io/stackwatch/stackwatch:0.1.0 .
 #
 # The images are static binaries on distroless/static as uid 65532 (nonroot),
 # matching the Helm chart's securityContext (runAsNonRoot, read-only root
@@ -48,6 +49,11 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags "-s -w" -o /out/loadgen ./cmd/loadgen
 
+FROM build AS build-stackwatch
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    go build -ldflags "-s -w" -o /out/stackwatch ./cmd/stackwatch
+
 # ---- runtime images. -s -w drops the symbol table and DWARF, not pclntab:
 # stack traces keep function names and file:line, so the sidecar's crash
 # grouping and pprof's in-process symbolization are unaffected.
@@ -70,6 +76,11 @@ CMD ["-game=wilddig", "-listen=:7000", "-secret-file=/run/secrets/ticket-secret"
 FROM runtime AS loadgen
 COPY --from=build-loadgen /out/loadgen /usr/local/bin/loadgen
 ENTRYPOINT ["/usr/local/bin/loadgen"]
+
+# The developer and operator toolbox: analyze, dumps, report.
+FROM runtime AS stackwatch
+COPY --from=build-stackwatch /out/stackwatch /usr/local/bin/stackwatch
+ENTRYPOINT ["/usr/local/bin/stackwatch"]
 
 # The sidecar is last so a plain `docker build .` gives the sidecar image.
 FROM runtime AS sidecar

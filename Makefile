@@ -26,7 +26,7 @@ build:
 	GOEXPERIMENT=$(SERVER_GOEXPERIMENT) $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/gameserver ./cmd/gameserver
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/sidecar ./cmd/sidecar
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/loadgen ./cmd/loadgen
-	if [ -d cmd/stackwatch ]; then $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/stackwatch ./cmd/stackwatch; fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/stackwatch ./cmd/stackwatch
 
 ## test: every check CI runs: formatting, vet, staticcheck, race tests (incl.
 ## fuzz seed corpora and the real Prometheus/Alertmanager/Helm tests), a short

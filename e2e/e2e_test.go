@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,6 +278,20 @@ func TestAlertsAndDashboards(t *testing.T) {
 		})
 	}
 
+	t.Run("service is a target label", func(t *testing.T) {
+		// With honor_labels off, a service label the exporter set would
+		// be renamed exported_service; the scrape's own must be there.
+		if v := instant(ctx, t, papi, `count(go_goroutines{exported_service!=""}) or count({exported_service!=""})`); !empty(v) {
+			t.Errorf("an exporter sets service itself: %s", v)
+		}
+		for _, s := range services {
+			q := fmt.Sprintf(`go_goroutines{job=%q,service=%q}`, cfg.GameserverJob, s.name)
+			if v := instant(ctx, t, papi, q); empty(v) {
+				t.Errorf("%s: no %s", s.name, q)
+			}
+		}
+	})
+
 	t.Run("every dashboard query returns data", func(t *testing.T) {
 		specs, err := dashboards.All()
 		if err != nil {
@@ -294,9 +309,22 @@ func TestAlertsAndDashboards(t *testing.T) {
 			} else {
 				v = rangeQuery(ctx, t, papi, expr, began)
 			}
-			if empty(v) {
-				t.Errorf("%s panel %d %q query %s returned no data:\n  %s", q.Dashboard, q.PanelID, q.Panel, q.RefID, expr)
+			if !empty(v) {
+				continue
 			}
+			// A catalog metric no exporter serves yet is work in flight on
+			// another branch: named here, a failure in CI.
+			var unserved []string
+			for _, m := range metricName.FindAllStringSubmatch(expr, -1) {
+				if empty(instant(ctx, t, papi, fmt.Sprintf(`count({__name__=%q})`, m[1]))) {
+					unserved = append(unserved, m[1])
+				}
+			}
+			if len(unserved) > 0 && os.Getenv("CI") != "true" {
+				t.Logf("%s panel %q: no target exports %v yet (in CI this fails)", q.Dashboard, q.Panel, unserved)
+				continue
+			}
+			t.Errorf("%s panel %d %q query %s returned no data (unexported: %v):\n  %s", q.Dashboard, q.PanelID, q.Panel, q.RefID, unserved, expr)
 		}
 		t.Logf("%d panel queries run", len(qs))
 	})
@@ -314,6 +342,9 @@ func TestAlertsAndDashboards(t *testing.T) {
 		}
 	})
 }
+
+// metricName finds the series names of a query: identifiers before a selector.
+var metricName = regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{`)
 
 // overlayRules copies the shipped rule file with every for: shortened and the
 // evaluation interval lowered, into a temp dir.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,7 +163,8 @@ func addr(t *testing.T, m map[string]any, key string) string {
 }
 
 // lineWriter copies a process's output to a file and picks out the first
-// JSON line whose msg is "listening".
+// log line (JSON or logfmt, the two -log.format choices) whose msg is
+// "listening".
 type lineWriter struct {
 	mu        sync.Mutex
 	file      *os.File
@@ -188,8 +190,8 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		}
 		line := w.partial[:i]
 		w.partial = w.partial[i+1:]
-		var m map[string]any
-		if json.Unmarshal(line, &m) == nil && m["msg"] == "listening" {
+		m := parseLogLine(line)
+		if m["msg"] == "listening" {
 			w.seen = true
 			w.partial = nil
 			w.listening <- m
@@ -200,6 +202,38 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		w.partial = nil
 	}
 	return len(b), nil
+}
+
+// parseLogLine reads a slog line in JSON or logfmt (key=value, values quoted
+// when they need it); anything else gives nil.
+func parseLogLine(line []byte) map[string]any {
+	var m map[string]any
+	if json.Unmarshal(line, &m) == nil {
+		return m
+	}
+	m = map[string]any{}
+	s := strings.TrimSpace(string(line))
+	for s != "" {
+		key, rest, ok := strings.Cut(s, "=")
+		if !ok || key == "" || strings.ContainsAny(key, " \"") {
+			return nil
+		}
+		var val string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return nil
+			}
+			val, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			val, rest, _ = strings.Cut(rest, " ")
+			rest = " " + rest
+		}
+		m[key] = val
+		s = strings.TrimLeft(rest, " ")
+	}
+	return m
 }
 
 func tail(path string, n int) string {

@@ -35,6 +35,7 @@ type Config struct {
 	WriteTimeout   time.Duration // deadline of one write; default 5s
 	StaleAfter     time.Duration // the session manager reaps sessions silent this long; default 30s
 	ReapInterval   time.Duration // default StaleAfter/3
+	BetHistory     time.Duration // settled, acked bets older than this are pruned from the ledger; 0 keeps all (see wallet.Options.BetHistory)
 	InitialBalance int64         // a new player's balance; default 1,000,000
 	Retry          task.RetryPolicy
 	RedeliveryPage int  // results sent at once on a reconnect; the rest follow as acks arrive; default task.DefaultRedeliveryPage
@@ -82,8 +83,8 @@ func (c *Config) setDefaults() error {
 	if c.HelloTimeout < 0 || c.IdleTimeout < 0 || c.WriteTimeout < 0 || c.StaleAfter < 0 || c.ReapInterval < 0 {
 		return errors.New("-hello-timeout, -idle-timeout, -write-timeout and -stale-after must not be negative")
 	}
-	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 {
-		return errors.New("-max-conns, -max-unauth-conns and -redelivery-page must not be negative")
+	if c.MaxConns < 0 || c.MaxUnauthConns < 0 || c.RedeliveryPage < 0 || c.BetHistory < 0 {
+		return errors.New("-max-conns, -max-unauth-conns, -redelivery-page and -bet-history must not be negative")
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = defaultMaxConns()

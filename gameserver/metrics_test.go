@@ -84,6 +84,8 @@ func TestCountersStartAtZero(t *testing.T) {
 			metrics.BetDuration.Name:        {nil},
 			metrics.PendingResponses.Name:   {nil},
 			metrics.DeadLetters.Name:        {nil},
+			metrics.BetsPruned.Name:         {nil},
+			metrics.BetsForgotten.Name:      {nil},
 		}
 		for _, r := range []string{metrics.ReasonNilSession, metrics.ReasonClosedSession, metrics.ReasonIOError, metrics.ReasonTimeout} {
 			series[metrics.ClientWriteFailures.Name] = append(series[metrics.ClientWriteFailures.Name], map[string]string{metrics.LabelReason: r})

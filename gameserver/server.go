@@ -144,6 +144,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 
 	s.wallet, err = wallet.Open(cfg.DataDir, wallet.Options{
 		InitialBalance: cfg.InitialBalance, Latency: cfg.WalletLatency, Outbox: !cfg.Legacy, New: cfg.NewLedger,
+		BetHistory: cfg.BetHistory,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("-data-dir %s: %w", cfg.DataDir, err)
@@ -249,6 +250,8 @@ func (s *Server) register(tm *task.Metrics) error {
 		metrics.SessionsActive.NewGaugeFunc(func() float64 { return float64(s.sessions.Len()) }),
 		metrics.PendingResponses.NewGaugeFunc(func() float64 { return float64(s.task.Pending()) }),
 		metrics.DeadLetters.NewGaugeFunc(func() float64 { return float64(s.wallet.DeadLetters()) }),
+		metrics.BetsPruned.NewCounterFunc(func() float64 { return float64(s.wallet.Pruned()) }),
+		metrics.BetsForgotten.NewCounterFunc(func() float64 { return float64(s.wallet.Refused()) }),
 		metrics.MemoryInUse.NewGaugeFunc(residentMemory),
 		metrics.MemoryLimit.NewGaugeFunc(func() float64 { return limit }),
 	)

@@ -47,7 +47,7 @@ type proc struct {
 func startProc(t *testing.T, bin, listen, logDir, dataDir string) (*proc, error) {
 	t.Helper()
 	cmd := exec.Command(bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
-		"-log-dir", logDir, "-data-dir", dataDir, "-log.format", "json")
+		"-log-dir", logDir, "-data-dir", dataDir, "-log.format", "json", "-bet-history", "1s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -187,6 +187,9 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 	}
 	if settledAfter == 0 {
 		t.Fatal("the restarted server settled no bets: the kill did not land mid-run")
+	}
+	if mf := after[metrics.BetsPruned.Name]; mf == nil || mf.GetMetric()[0].GetCounter().GetValue() == 0 {
+		t.Fatal("the restarted server pruned no bets: -bet-history 1s did not run beside the kill")
 	}
 	if sum.DialFailures == 0 && sum.Reconnects <= sum.Disconnects {
 		t.Fatalf("no player noticed the kill: %s", sum)

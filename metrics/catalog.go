@@ -65,6 +65,8 @@ var (
 	ProcessResidentMemory  = Metric{Name: "process_resident_memory_bytes", Type: Gauge, Help: "Resident memory size (process collector)."}
 	ProcessCPUSecondsTotal = Metric{Name: "process_cpu_seconds_total", Type: Counter, Help: "CPU time (process collector)."}
 	Up                     = Metric{Name: "up", Type: Gauge, Help: "Whether Prometheus reached the target."}
+	Alerts                 = Metric{Name: "ALERTS", Type: Gauge, Help: "Pending and firing alerts (Prometheus' rule manager), labelled alertname and alertstate."}
+	AlertsForState         = Metric{Name: "ALERTS_FOR_STATE", Type: Gauge, Help: "When each pending or firing alert became active, in Unix seconds (Prometheus' rule manager)."}
 )
 
 // Game server metrics. The first two names are the incident report's own.
@@ -113,6 +115,14 @@ var (
 	DeadLetters = Metric{
 		Name: "gameserver_dead_letters", Type: Gauge,
 		Help: "Results in the durable dead-letter store awaiting the player's reconnect.",
+	}
+	BetsPruned = Metric{
+		Name: "gameserver_bets_pruned_total", Type: Counter,
+		Help: "Settled, acknowledged bet records deleted from the ledger once older than -bet-history.",
+	}
+	BetsForgotten = Metric{
+		Name: "gameserver_bets_forgotten_total", Type: Counter,
+		Help: "Bets refused because their id is not above the player's greatest pruned bet id (a resend of a pruned bet, or a non-increasing id).",
 	}
 	MemoryInUse = Metric{
 		Name: "gameserver_memory_in_use_bytes", Type: Gauge,
@@ -245,7 +255,7 @@ var (
 // Gameserver lists the game server's own metric families.
 func Gameserver() []Metric {
 	return []Metric{NilSessionAttempts, ClientWriteFailures, SessionsActive, SessionsCreated, SessionsClosed,
-		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, MemoryInUse, MemoryLimit,
+		PanicsRecovered, BetDuration, BetResults, PendingResponses, DeadLetters, BetsPruned, BetsForgotten, MemoryInUse, MemoryLimit,
 		GameserverBuildInfo, GameserverModeInfo}
 }
 

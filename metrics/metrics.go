@@ -78,6 +78,12 @@ func (m Metric) NewCounterVec() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.Name, Help: m.Help}, m.Labels)
 }
 
+// NewCounterFunc builds an unlabelled counter read from f at scrape time.
+func (m Metric) NewCounterFunc(f func() float64) prometheus.CounterFunc {
+	m.must(Counter, false)
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.Name, Help: m.Help}, f)
+}
+
 // NewGauge builds an unlabelled gauge.
 func (m Metric) NewGauge() prometheus.Gauge {
 	m.must(Gauge, false)

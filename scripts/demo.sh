@@ -11,16 +11,18 @@
 # wilddiggr and goldenclover within three minutes, and the page reaches the
 # sidecars' Alertmanager webhook, which logs the goroutine dump it takes.
 #
-# Environment: DEMO_CLIENTS (default 50) players per service; DEMO_ROOT
+# Environment: DEMO_CLIENTS (default 20) players per service; DEMO_ROOT
 # (default .demo) for state and logs; DEMO_BIN (default bin) for the binaries;
-# DEMO_PORT_OFFSET (default 0) added to every port. Disk stays bounded:
-# sidecar retention and dump ring, and Prometheus retention, are capped.
+# DEMO_PORT_OFFSET (default 0) added to every port. Disk: stacktrace files and
+# the dump ring are capped at 32 MiB per sidecar, Prometheus at 256 MB; the
+# game servers keep 2 minutes of settled bets (-bet-history 2m), so their
+# wallets stop growing after a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=${DEMO_BIN:-$PWD/bin}
 root=${DEMO_ROOT:-$PWD/.demo}
-clients=${DEMO_CLIENTS:-50}
+clients=${DEMO_CLIENTS:-20}
 off=${DEMO_PORT_OFFSET:-0}
 prom_port=$((9090 + off)) am_port=$((9093 + off))
 
@@ -71,7 +73,7 @@ for s in "${services[@]}"; do
 	[ "$mode" = legacy ] && legacy=(-legacy)
 	"$bin/gameserver" -game "$game" -service "$name" "${legacy[@]}" \
 		-listen "127.0.0.1:$gp" -admin "127.0.0.1:$ap" \
-		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms \
+		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms -bet-history 2m \
 		>"$d/gameserver.stderr" 2>&1 &
 	pids+=($!)
 	"$bin/sidecar" -service "$name" -log-dir "$d/log" -data-dir "$d/sidecar" \

@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.DurationVar(&cfg.StaleAfter, "stale-after", 0, "reap sessions silent this long (default 30s)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "deadline of one write to a client (default 5s)")
 	fs.BoolVar(&cfg.NewLedger, "new-ledger", false, "start a fresh ledger where -data-dir's marker shows one was kept but wallet.db is missing or empty (every balance resets)")
+	fs.DurationVar(&cfg.BetHistory, "bet-history", 0, "prune settled, acknowledged bets older than this from the ledger, bounding its size; then each player's bet ids must increase (shorter first, then bytewise), as an id at or below the pruned mark is refused (default 0: keep every bet, ids free-form)")
 	fs.IntVar(&cfg.RedeliveryPage, "redelivery-page", 0, "results sent at once to a returning player; the rest follow as acks arrive (default 256)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "concurrent game connections (default: RLIMIT_NOFILE less a tenth)")
 	fs.IntVar(&cfg.MaxUnauthConns, "max-unauth-conns", 0, "of those, connections not yet past their hello (default min(1024, max-conns/4))")

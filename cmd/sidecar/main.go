@@ -36,6 +36,7 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/dumpcli"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 	"github.com/stackwatch/stackwatch/sidecar/watch"
+	"github.com/stackwatch/stackwatch/sidecar/webui"
 )
 
 // DefaultListen is the sidecar's default HTTP address. Its port is outside
@@ -89,9 +90,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if token != "" {
-		cfg.Auth = bearer.Middleware(token)
+	// One guard for the API and the web UI: the bearer token, or a session
+	// cookie from the UI's login form.
+	auth := webui.NewAuth(cfg.Service, token)
+	cfg.Auth = auth.Middleware
+	ui, err := webui.New(webui.Config{Service: cfg.Service, Auth: auth, Logger: logger})
+	if err != nil {
+		return err
 	}
+	cfg.UI = ui.Handler()
 	// Bind before New creates -data-dir, so a port in use leaves nothing
 	// behind.
 	ln, err := net.Listen("tcp", f.listen)
@@ -110,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := sc.Registerer().Register(cli.BuildInfo(program)); err != nil {
 		return err
 	}
+	var profiled webui.Profiler // nil without -target
 	if cfg.Target != "" {
 		pc := f.profiler
 		pc.Target, pc.Service, pc.DataDir, pc.Auth = cfg.Target, cfg.Service, cfg.DataDir, cfg.Auth
@@ -120,7 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof.Register(sc.Mux())
 		sc.AddComponent(prof)
 		sc.AddPanicHook(prof.OnPanics)
+		profiled = prof
 	}
+	ui.Attach(sc, profiled)
 	logger.Info("listening", "addr", ln.Addr().String(), "service", cfg.Service, "log_dir", cfg.LogDir,
 		"data_dir", cfg.DataDir, "polling", sc.Polling())
 	if err := sc.Run(ctx, ln); err != nil {

@@ -60,6 +60,12 @@ func ClientCashDeductRes(ctx context.Context, session Session, t *Task, req prot
 			b.responded.release()
 			t.sendError(b.player, &protocol.Error{Code: protocol.CodeInsufficientFunds, BetID: b.id, Message: "balance too low"})
 			return
+		case errors.Is(err, wallet.ErrForgotten):
+			b.outcomeOnce.Store(true)
+			b.responded.release()
+			t.sendError(b.player, &protocol.Error{Code: protocol.CodeBadRequest, BetID: b.id,
+				Message: "bet id is not above this player's pruned bet history: a resend of a pruned bet, or bet ids that do not increase"})
+			return
 		case err != nil:
 			t.log.Error("deduction failed", "player", b.player, "bet_id", b.id, "err", err)
 			b.outcomeOnce.Store(true)

@@ -9,6 +9,23 @@
 // process died in between — are settled on Open, deterministically, so a
 // SIGKILL loses nothing. Results stay in the outbox until the player acks
 // them.
+//
+// # Bet history
+//
+// With Options.BetHistory set, a background pruner deletes bet records that
+// are settled, acknowledged (no longer in the outbox) and received longer
+// ago than the history, a few hundred per short transaction; bbolt reuses
+// the freed pages, so the file stops growing. A bet deducted but unsettled,
+// or whose result still awaits its ack, is never pruned.
+//
+// Forgetting a bet must not let its resend deduct again. Bet ids are
+// opaque, so the ledger keeps, per player, the greatest bet id it pruned,
+// ordered shorter first, then bytewise (so "p-b9" < "p-b10"), and refuses
+// with ErrForgotten a bet id it does not know that is not greater than that
+// mark. A client whose bet ids increase (a counter, a ULID) never meets the
+// refusal for a new bet; a resend of a pruned bet always does. Clients
+// resend only bets whose result they have not acked, and those are never
+// pruned, so the refusal means a client bug or a replay.
 package wallet
 
 import (
@@ -47,6 +64,7 @@ var (
 	bucketBets     = []byte("bets")         // player\x00betID → Bet (JSON)
 	bucketOutbox   = []byte("outbox")       // player\x00betID → outboxEntry (JSON)
 	bucketOrder    = []byte("outbox_order") // player\x00seq(8, big endian)betID → nil: the outbox in bet order
+	bucketPruned   = []byte("pruned")       // player → greatest pruned bet id (see ErrForgotten)
 	bucketMeta     = []byte("meta")
 	keySchema      = []byte("schema")
 	schemaVersion  = []byte("stackwatch-wallet-v1")
@@ -58,6 +76,9 @@ var (
 	ErrUnknownBet        = errors.New("wallet: unknown bet")
 	ErrLocked            = errors.New("wallet: ledger is locked by another process")
 	ErrBadBet            = errors.New("wallet: invalid bet")
+	// ErrForgotten refuses a bet id not greater than the player's greatest
+	// pruned one: it may be a resend of a bet the ledger no longer holds.
+	ErrForgotten = errors.New("wallet: bet id is not above the player's pruned bet history")
 )
 
 // State of a bet in the ledger.
@@ -116,6 +137,9 @@ type Options struct {
 	// wallet.db is missing or empty. Without it Open refuses, so a lost
 	// ledger is never replaced silently by one where every balance is new.
 	New bool
+	// BetHistory is how long a settled, acknowledged bet is kept before a
+	// background pruner deletes it (see the package doc); 0 keeps every bet.
+	BetHistory time.Duration
 }
 
 // Wallet is the ledger. Its methods are safe for concurrent use.
@@ -124,6 +148,8 @@ type Wallet struct {
 	opts    Options
 	dead    atomic.Int64 // dead-lettered outbox entries
 	pending atomic.Int64 // outbox entries
+	pruned  atomic.Int64 // bet records pruned since Open
+	refused atomic.Int64 // bets refused with ErrForgotten since Open
 
 	// Acks are applied by a background flusher, many per transaction, so a
 	// connection never waits for an ack's commit. Until flushed they are
@@ -134,6 +160,7 @@ type Wallet struct {
 	ackKick chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
+	pruning sync.WaitGroup
 	closeMu sync.Once
 }
 
@@ -193,6 +220,10 @@ func Open(dir string, opts Options) (*Wallet, error) {
 		}
 	}
 	go w.flushAcks()
+	if opts.BetHistory > 0 {
+		w.pruning.Add(1)
+		go w.pruneLoop()
+	}
 	return w, nil
 }
 
@@ -300,7 +331,7 @@ func (w *Wallet) init() (err error) {
 		case !bytes.Equal(v, schemaVersion):
 			return fmt.Errorf("unknown ledger schema %q", v)
 		}
-		for _, b := range [][]byte{bucketAccounts, bucketBets, bucketOutbox} {
+		for _, b := range [][]byte{bucketAccounts, bucketBets, bucketOutbox, bucketPruned} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -326,6 +357,14 @@ func (w *Wallet) init() (err error) {
 		if err := tx.Bucket(bucketBets).ForEach(func(k, v []byte) error {
 			_, err := decodeBet(k, v)
 			return err
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketPruned).ForEach(func(k, v []byte) error {
+			if !ValidBetID(string(v)) {
+				return fmt.Errorf("pruned mark of %q: %q is not a bet id", k, v)
+			}
+			return nil
 		}); err != nil {
 			return err
 		}
@@ -368,6 +407,7 @@ func (w *Wallet) Close() error {
 	w.closeMu.Do(func() {
 		close(w.stop)
 		<-w.stopped
+		w.pruning.Wait()
 	})
 	return w.db.Close()
 }
@@ -490,6 +530,9 @@ func (w *Wallet) DeductReceived(ctx context.Context, gameName, player, betID str
 			b, existed = got, true
 			return nil
 		}
+		if m := tx.Bucket(bucketPruned).Get([]byte(player)); m != nil && !idBefore(string(m), betID) {
+			return fmt.Errorf("%w: bet %q, greatest pruned %q", ErrForgotten, betID, m)
+		}
 		bal, err := w.balance(tx, player)
 		if err != nil {
 			return err
@@ -504,6 +547,9 @@ func (w *Wallet) DeductReceived(ctx context.Context, gameName, player, betID str
 		b, existed = Bet{Player: player, BetID: betID, Game: gameName, Amount: amount, State: Deducted, Created: time.Now().UTC(), Seq: seq}, false
 		return putBet(tx, b)
 	})
+	if errors.Is(err, ErrForgotten) {
+		w.refused.Add(1)
+	}
 	return b, existed, err
 }
 

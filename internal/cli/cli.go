@@ -78,9 +78,30 @@ func Register(fs *flag.FlagSet, program string) *Common {
 	_ = c.Log.Level.Set("info")
 	_ = c.Log.Format.Set("logfmt")
 	fs.BoolVar(&c.version, "version", false, "print version information and exit")
-	fs.Var(c.Log.Level, "log.level", "only log messages with the given severity or above: debug, info, warn, error")
-	fs.Var(c.Log.Format, "log.format", "output format of log messages: logfmt or json")
+	fs.Var(levelFlag{c.Log.Level}, "log.level", "only log messages with the given severity or above: debug, info, warn, error")
+	fs.Var(formatFlag{c.Log.Format}, "log.format", "output format of log messages: logfmt or json")
 	return c
+}
+
+// levelFlag and formatFlag adapt promslog's values to the flag package,
+// whose help output calls String on a zero value: promslog.Level's zero
+// value panics there.
+type levelFlag struct{ *promslog.Level }
+
+func (f levelFlag) String() string {
+	if f.Level == nil {
+		return ""
+	}
+	return f.Level.String()
+}
+
+type formatFlag struct{ *promslog.Format }
+
+func (f formatFlag) String() string {
+	if f.Format == nil {
+		return ""
+	}
+	return f.Format.String()
 }
 
 // Parse parses args with fs, which must use flag.ContinueOnError. It

@@ -14,15 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-func parse(t *testing.T, args ...string) (*Common, bool, error, string) {
+func parse(t *testing.T, args ...string) (c *Common, stop bool, out string, err error) {
 	t.Helper()
 	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Int("n", 1, "a number")
-	c := Register(fs, "prog")
-	var out bytes.Buffer
-	stop, err := c.Parse(fs, args, &out)
-	return c, stop, err, out.String()
+	c = Register(fs, "prog")
+	var buf bytes.Buffer
+	stop, err = c.Parse(fs, args, &buf)
+	return c, stop, buf.String(), err
 }
 
 func TestParse(t *testing.T) {
@@ -40,7 +40,7 @@ func TestParse(t *testing.T) {
 		{[]string{"-log.level", "loud"}, true, ExitUsage},
 		{[]string{"-log.format", "json", "-log.level", "debug"}, false, ExitOK},
 	} {
-		_, stop, err, _ := parse(t, tc.args...)
+		_, stop, _, err := parse(t, tc.args...)
 		if stop != tc.stop || ExitCode(err) != tc.code {
 			t.Errorf("%q: stop=%v code=%d (err %v), want stop=%v code=%d", tc.args, stop, ExitCode(err), err, tc.stop, tc.code)
 		}
@@ -48,7 +48,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestVersionPrintsProgramAndGoVersion(t *testing.T) {
-	_, _, _, out := parse(t, "--version")
+	_, _, out, _ := parse(t, "--version")
 	if !strings.Contains(out, "prog, version") || !strings.Contains(out, "go version:") {
 		t.Fatalf("--version printed %q", out)
 	}
@@ -96,5 +96,18 @@ func TestLandingPage(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/nope", nil))
 	if rec.Code != 404 {
 		t.Fatalf("/nope: %d", rec.Code)
+	}
+}
+
+func TestHelpPrintsDefaultsWithoutPanic(t *testing.T) {
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	c := Register(fs, "prog")
+	if _, err := c.Parse(fs, []string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if s := out.String(); strings.Contains(s, "panic") || !strings.Contains(s, `(default info)`) || !strings.Contains(s, `(default logfmt)`) {
+		t.Fatalf("help output:\n%s", s)
 	}
 }

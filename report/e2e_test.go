@@ -1,0 +1,497 @@
+package report_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/loadgen"
+	"github.com/stackwatch/stackwatch/metrics"
+	"github.com/stackwatch/stackwatch/report"
+	"github.com/stackwatch/stackwatch/sidecar"
+	"github.com/stackwatch/stackwatch/sidecar/profiler"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// requirePrometheus finds the prometheus binary: outside CI a missing one
+// skips the test, in CI (CI=true) it fails.
+func requirePrometheus(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("prometheus is required in CI (Debian package prometheus): %v", err)
+		}
+		t.Skipf("prometheus not installed, skipping (in CI this fails): %v", err)
+	}
+	return p
+}
+
+// svc is one game service: the real game server binary, and its sidecar
+// in this process, on real TCP.
+type svc struct {
+	name        string
+	addr, admin string // the game server's listeners
+	sidecar     string // base URL
+	sc          *sidecar.Sidecar
+	prof        *profiler.Profiler
+}
+
+// buildGameServer builds cmd/gameserver as the Makefile does, with the
+// runtime's goroutine leak profile.
+func buildGameServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gameserver")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gameserver")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT=goroutineleakprofile")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/gameserver: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startGameServer runs the binary and reads its listeners from the
+// {"msg":"listening"} line it logs.
+func startGameServer(t *testing.T, bin, game, logDir string, legacy bool) (addr, admin string) {
+	t.Helper()
+	args := []string{"-game", game, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-log-dir", logDir,
+		"-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json"}
+	if legacy {
+		args = append(args, "-legacy")
+	}
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan map[string]string, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			var m map[string]any
+			if !sent && json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
+				a, _ := m["addr"].(string)
+				ad, _ := m["admin"].(string)
+				listening <- map[string]string{"addr": a, "admin": ad}
+				sent = true
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		<-drained
+		cmd.Wait()
+	})
+	select {
+	case m := <-listening:
+		return m["addr"], m["admin"]
+	case <-drained:
+		t.Fatalf("gameserver %s exited before listening", game)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gameserver %s did not listen within 30s", game)
+	}
+	return "", ""
+}
+
+func startService(t *testing.T, bin, name, game string, legacy bool) *svc {
+	t.Helper()
+	logDir := t.TempDir()
+	addr, admin := startGameServer(t, bin, game, logDir, legacy)
+	quiet := slog.New(slog.DiscardHandler)
+	sc, err := sidecar.New(sidecar.Config{Service: name, LogDir: logDir, DataDir: t.TempDir(),
+		Settle: 50 * time.Millisecond, TailInterval: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profiler.New(profiler.Config{Target: "http://" + admin, Service: name,
+		DataDir: t.TempDir(), Interval: time.Second, KeepEvery: -1, PanicBurst: -1}, sc.Registerer(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof.Register(sc.Mux())
+	sc.AddComponent(prof)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s sidecar: %v", name, err)
+		}
+	})
+	return &svc{name: name, addr: addr, admin: admin, sidecar: "http://" + ln.Addr().String(), sc: sc, prof: prof}
+}
+
+// ownCount is the panics the sidecar itself counted.
+func (s *svc) ownCount() int {
+	n := 0
+	groups, _ := s.sc.CrashGroups(0, -1)
+	for _, g := range groups {
+		n += g.Count
+	}
+	return n
+}
+
+// timeScale shrinks the generated rules' windows and for: durations
+// (HighNilSessionRate's 5m become 5s), so alerts fire within the test.
+const timeScale = 1.0 / 60
+
+// writeConfig writes the generated rules on a shorter clock and a
+// Prometheus config that scrapes each game server and sidecar with the
+// service as a target label. It returns the config's path and
+// HighNilSessionRate's for: duration.
+func writeConfig(t *testing.T, services []*svc) (string, time.Duration) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := alerts.Default()
+	cfg.TimeScale = timeScale
+	groups, err := alerts.Groups(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pendingFor time.Duration
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			if r.Alert == alerts.HighNilSessionRate && r.For != nil {
+				d, err := model.ParseDuration(string(*r.For))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pendingFor = time.Duration(d)
+			}
+		}
+	}
+	if pendingFor <= 0 || pendingFor > 10*time.Second {
+		t.Fatalf("HighNilSessionRate's for: is %v at time scale %v; the test waits for it", pendingFor, timeScale)
+	}
+	rules, err := yaml.Marshal(alerts.RuleFile{Groups: groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rulesPath := filepath.Join(dir, "rules.yml")
+	if err := os.WriteFile(rulesPath, rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var gs, sc []any
+	for _, s := range services {
+		labels := map[string]string{metrics.LabelService: s.name}
+		gs = append(gs, map[string]any{"targets": []string{s.admin}, "labels": labels})
+		sc = append(sc, map[string]any{"targets": []string{strings.TrimPrefix(s.sidecar, "http://")}, "labels": labels})
+	}
+	conf := map[string]any{
+		"global":     map[string]any{"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+		"rule_files": []string{rulesPath},
+		"scrape_configs": []any{
+			map[string]any{"job_name": cfg.GameserverJob, "static_configs": gs},
+			map[string]any{"job_name": cfg.SidecarJob, "static_configs": sc},
+		},
+	}
+	b, err := yaml.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, pendingFor
+}
+
+// startPrometheus runs the real Prometheus and waits until it is ready.
+func startPrometheus(t *testing.T, bin, config string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+t.TempDir(), "--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", tailLines(logs.String(), 20))
+		}
+	})
+	url := "http://" + addr
+	waitFor(t, 30*time.Second, "prometheus ready", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("prometheus exited: %v\n%s", err, logs.String())
+		default:
+		}
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return url
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// waitFor polls cond, which reads state other processes change on their
+// own schedule (scrapes, rule evaluations), until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(d)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+	}
+}
+
+func query(t *testing.T, papi v1.API, expr string) model.Vector {
+	t.Helper()
+	v, _, _, err := papi.Query(t.Context(), expr, time.Now())
+	if err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	return v.(model.Vector)
+}
+
+// A real Prometheus scrapes a legacy wilddiggr, a legacy forestteaparty
+// and a patched goldenclover under load; stackwatch report then tells them
+// apart the way the incident report did, from live data.
+func TestReportFromLivePrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three game servers under load and Prometheus")
+	}
+	bin := requirePrometheus(t)
+	gs := buildGameServer(t)
+	services := []*svc{
+		startService(t, gs, "wilddiggr", "wilddig", true),
+		startService(t, gs, "forestteaparty", "forestteaparty", true),
+		startService(t, gs, "goldenclover", "goldenclover", false),
+	}
+	config, pendingFor := writeConfig(t, services)
+	promURL := startPrometheus(t, bin, config)
+	pc, err := api.NewClient(api.Config{Address: promURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papi := v1.NewAPI(pc)
+	waitFor(t, 30*time.Second, "every target up", func() bool {
+		return len(query(t, papi, fmt.Sprintf(`%s == 1`, metrics.Up.Name))) == 2*len(services)
+	})
+	began := time.Now()
+
+	var wg sync.WaitGroup
+	for _, s := range services {
+		wg.Go(func() {
+			sum, err := loadgen.Run(t.Context(), loadgen.Config{Addr: s.addr, Clients: 20, Duration: 12 * time.Second,
+				Disconnect: 0.3, Drain: 3 * time.Second, DisconnectJitter: 30 * time.Millisecond})
+			if err != nil {
+				t.Errorf("%s load: %v", s.name, err)
+			}
+			t.Logf("%s: %d bets, %d disconnects, %d lost", s.name, sum.BetsPlaced, sum.Disconnects, sum.Lost)
+		})
+	}
+	wg.Wait()
+	wild := services[0]
+	firing := fmt.Sprintf(`%s{alertname=%q, service=%q, alertstate="firing"}`, metrics.Alerts.Name, alerts.HighNilSessionRate, wild.name)
+	waitFor(t, 60*time.Second, "HighNilSessionRate firing for wilddiggr", func() bool { return len(query(t, papi, firing)) > 0 })
+	// Prometheus has scraped the sidecars' final counts.
+	for _, s := range services {
+		want := float64(s.ownCount())
+		expr := fmt.Sprintf(`sum(%s{service=%q}) or vector(0)`, metrics.Panics.Name, s.name)
+		waitFor(t, 15*time.Second, s.name+"'s panic count in Prometheus", func() bool {
+			v := query(t, papi, expr)
+			return len(v) == 1 && float64(v[0].Value) == want
+		})
+	}
+
+	// A developer's dump, for the timeline.
+	dump, err := wild.prof.CaptureNow(t.Context(), "after the load")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// stackwatch report, as a developer runs it.
+	since := time.Since(began) + 2*time.Minute
+	out := filepath.Join(t.TempDir(), "report.md")
+	args := []string{"-prometheus", promURL, "-since", since.Round(time.Second).String(), "-o", out}
+	var sidecars []string
+	for _, s := range services {
+		args = append(args, "-sidecar", s.sidecar)
+		sidecars = append(sidecars, s.sidecar)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := report.Run(t.Context(), args, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("stackwatch report: %v\n%s", err, stderr.String())
+	}
+	md, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("STACKWATCH_ARTIFACTS"); dir != "" { // for review
+		os.WriteFile(filepath.Join(dir, "report.md"), md, 0o644)
+		report.Run(t.Context(), append(args, "-format", "html", "-o", filepath.Join(dir, "report.html")), nil, &stdout, &stderr)
+	}
+	r, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since, Sidecars: sidecars})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]report.Service{}
+	for _, s := range r.Services {
+		got[s.Name] = s
+	}
+
+	// The overview's stacktrace counts are the sidecars' own.
+	for _, s := range services {
+		row, ok := got[s.name]
+		if !ok {
+			t.Fatalf("%s missing from the overview %+v", s.name, r.Services)
+		}
+		if want := float64(s.ownCount()); row.Stacktraces != want {
+			t.Errorf("%s: %v stacktraces in the overview, the sidecar counted %v", s.name, row.Stacktraces, want)
+		}
+		if !strings.Contains(string(md), fmt.Sprintf("| **%s** |", s.name)) {
+			t.Errorf("the Markdown overview has no row for %s", s.name)
+		}
+	}
+	if row := got[wild.name]; row.Stacktraces < 10 || row.Status != report.StatusCritical || row.First.IsZero() || row.Last.Before(row.First) {
+		t.Errorf("wilddiggr row %+v: want its panics, critical, first ≤ last", row)
+	}
+	// forestteaparty took the graceful path.
+	if row := got["forestteaparty"]; row.Stacktraces != 0 || row.ClosedSessionWarnings < 1 {
+		t.Errorf("forestteaparty: %v stacktraces, %v closed-session warnings; want 0 and some", row.Stacktraces, row.ClosedSessionWarnings)
+	}
+	// The runtime proved the legacy reckon goroutines leaked (the binary is
+	// built with the goroutine leak profile).
+	if row := got[wild.name]; row.Leaked < 1 || !strings.Contains(row.LeakSuspect, "ClientGetWilddigReckonBetRes") {
+		t.Errorf("wilddiggr leaks: %v proven, suspect %q", row.Leaked, row.LeakSuspect)
+	}
+	// The patched service is ok and meets every success criterion.
+	if row := got["goldenclover"]; row.Status != report.StatusOK {
+		t.Errorf("patched goldenclover is %s; firing: %+v", row.Status, r.Firing)
+	}
+	for _, c := range r.Criteria {
+		if c.Service == "goldenclover" && !c.Met {
+			t.Errorf("patched goldenclover does not meet %q: %s", c.Name, c.Figure)
+		}
+	}
+	// HighNilSessionRate's timeline matches ALERTS and ALERTS_FOR_STATE.
+	var pending, fired time.Time
+	for _, e := range r.Timeline {
+		if e.Service == wild.name && e.What == alerts.HighNilSessionRate+" pending" {
+			pending = e.Time
+		}
+		if e.Service == wild.name && e.What == alerts.HighNilSessionRate+" firing" {
+			fired = e.Time
+		}
+	}
+	forState := query(t, papi, fmt.Sprintf(`%s{alertname=%q, service=%q}`, metrics.AlertsForState.Name, alerts.HighNilSessionRate, wild.name))
+	if len(forState) != 1 || !pending.Equal(time.Unix(0, int64(float64(forState[0].Value)*1e9)).UTC()) {
+		t.Errorf("timeline pending at %v; ALERTS_FOR_STATE says %v", pending, forState)
+	}
+	step := max(since/600, time.Second).Round(time.Second)
+	firstFiring := firstSample(t, papi, firing, r.From, r.To, time.Second)
+	if fired.IsZero() || fired.Before(firstFiring.Add(-step)) || fired.After(firstFiring.Add(step)) {
+		t.Errorf("timeline firing at %v; ALERTS first says firing at %v (step %v)", fired, firstFiring, step)
+	}
+	if fired.Sub(pending) < pendingFor-step {
+		t.Errorf("fired %v after pending, before the rule's for: %s", fired.Sub(pending), pendingFor)
+	}
+	// The dump is on the timeline, linked to its page in the sidecar's UI.
+	dumpLine := false
+	for _, e := range r.Timeline {
+		dumpLine = dumpLine || e.Service == wild.name && strings.Contains(e.What, "/ui/dumps/"+dump.ID)
+	}
+	if !dumpLine {
+		t.Errorf("dump %s is not on the timeline %+v", dump.ID, r.Timeline)
+	}
+	// Without a sidecar that answers, the crash sites come from Prometheus'
+	// crash_site label, and the report says what it could not read.
+	bare, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since, Sidecars: []string{"http://127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bare.CrashSites) == 0 || !strings.HasSuffix(bare.CrashSites[0].CrashSite.Function, "clientWrite") ||
+		bare.CrashSites[0].Count != wild.ownCount() {
+		t.Errorf("crash sites from Prometheus alone: %+v, want clientWrite ×%d", bare.CrashSites, wild.ownCount())
+	}
+	if len(bare.Warnings) != 1 || !strings.Contains(bare.Warnings[0], "127.0.0.1:1") {
+		t.Errorf("warnings %q, want the unreachable sidecar", bare.Warnings)
+	}
+	// Runbook links for every firing alert.
+	for _, a := range r.Firing {
+		if a.Runbook == "" || !strings.Contains(string(md), "]("+a.Runbook+")") {
+			t.Errorf("firing %s (%s) has no runbook link in the report", a.Name, a.Service)
+		}
+	}
+	if len(r.Warnings) > 0 {
+		t.Errorf("report warnings: %v", r.Warnings)
+	}
+	t.Logf("summary: %s", r.Summary)
+}
+
+func firstSample(t *testing.T, papi v1.API, expr string, from, to time.Time, step time.Duration) time.Time {
+	t.Helper()
+	v, _, _, err := papi.QueryRange(t.Context(), expr, v1.Range{Start: from, End: to, Step: step})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(model.Matrix)
+	if len(m) == 0 || len(m[0].Values) == 0 {
+		b, _ := json.Marshal(m)
+		t.Fatalf("no samples of %s: %s", expr, b)
+	}
+	return m[0].Values[0].Timestamp.Time()
+}

@@ -1,0 +1,246 @@
+package webui
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Session cookie and form field names.
+const (
+	SessionCookie = "stackwatch_session"
+	CSRFField     = "csrf"
+	// SessionTTL is how long a session lasts after the token was entered.
+	SessionTTL = 12 * time.Hour
+)
+
+// Auth checks the token and keeps sessions; its Middleware guards the UI
+// and the sidecar's API alike. Sessions are stateless: the cookie is a
+// random id, an expiry and an HMAC over both under a key made at start, so
+// nothing grows with logins and a restart ends every session.
+type Auth struct {
+	service string
+	token   []byte // "" means loopback only
+	want    [sha256.Size]byte
+	key     []byte
+	cop     *http.CrossOriginProtection
+}
+
+// NewAuth returns the guard for token, the API's bearer token; with an
+// empty token only loopback clients are served. service titles the login
+// page.
+func NewAuth(service, token string) *Auth {
+	a := &Auth{service: service, token: []byte(token), want: sha256.Sum256([]byte(token)), key: make([]byte, 32)}
+	rand.Read(a.key) // never fails since Go 1.24
+	a.cop = http.NewCrossOriginProtection()
+	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "forbidden: cross-origin request", http.StatusForbidden)
+	}))
+	return a
+}
+
+type ctxKey struct{}
+
+// session is an authenticated request's session id; "" for a bearer token
+// or a loopback request without a token configured.
+type session struct{ id string }
+
+// Middleware guards next (the UI, and the sidecar's API):
+//
+//   - No token configured: only loopback clients asking for a loopback
+//     host (no DNS rebinding) get through; everyone else gets 403.
+//   - Token configured: a request needs "Authorization: Bearer <token>" or
+//     a session cookie. A browser asking for a page without either is sent
+//     to the login form at /ui/login, which Auth serves itself.
+//   - Unsafe methods from browsers must be same-origin (Sec-Fetch-Site,
+//     Origin), and those riding a session cookie carry its CSRF token.
+func (a *Auth) Middleware(next http.Handler) http.Handler {
+	return a.cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, done := r.Context().Value(ctxKey{}).(session); done {
+			next.ServeHTTP(w, r) // already checked by an outer Auth
+			return
+		}
+		if r.URL.Path == "/ui/login" {
+			a.login(w, r)
+			return
+		}
+		if len(a.token) > 0 && public(r) { // the login page's stylesheet and icon
+			next.ServeHTTP(w, r)
+			return
+		}
+		s, ok := a.check(w, r)
+		if !ok {
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+	}))
+}
+
+// check authenticates r, answering it itself when it fails.
+func (a *Auth) check(w http.ResponseWriter, r *http.Request) (session, bool) {
+	if len(a.token) == 0 {
+		if !loopback(r) {
+			http.Error(w, "forbidden: no token is configured, so only localhost is served", http.StatusForbidden)
+			return session{}, false
+		}
+		return session{}, true
+	}
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if subtle.ConstantTimeCompare(sum[:], a.want[:]) == 1 {
+			return session{}, true
+		}
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		if id, ok := a.verify(c.Value); ok {
+			if !safeMethod(r.Method) && !a.csrfOK(r, id) {
+				http.Error(w, "forbidden: missing or wrong CSRF token; reload the page", http.StatusForbidden)
+				return session{}, false
+			}
+			return session{id: id}, true
+		}
+	}
+	if safeMethod(r.Method) && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return session{}, false
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="stackwatch"`)
+	http.Error(w, "unauthorized: a valid bearer token is required", http.StatusUnauthorized)
+	return session{}, false
+}
+
+// public reports whether r asks for an embedded asset, which carries no
+// data and is served to anyone who may reach the login page.
+func public(r *http.Request) bool {
+	return safeMethod(r.Method) && (strings.HasPrefix(r.URL.Path, "/ui/static/") || r.URL.Path == "/favicon.ico")
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// loopback reports whether r came from a loopback address and names a
+// loopback host, so that a page elsewhere cannot reach a localhost UI
+// through DNS rebinding.
+func loopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil || !isLoopbackHost(host) {
+		return false
+	}
+	h := r.Host
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	return isLoopbackHost(h)
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func (a *Auth) sign(parts ...string) string {
+	m := hmac.New(sha256.New, a.key)
+	m.Write([]byte(strings.Join(parts, "|")))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (a *Auth) newSession(now time.Time) string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	id := base64.RawURLEncoding.EncodeToString(b)
+	exp := strconv.FormatInt(now.Add(SessionTTL).Unix(), 10)
+	return id + "." + exp + "." + a.sign("session", id, exp)
+}
+
+func (a *Auth) verify(v string) (id string, ok bool) {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || time.Now().Unix() > exp {
+		return "", false
+	}
+	if !hmac.Equal([]byte(parts[2]), []byte(a.sign("session", parts[0], parts[1]))) {
+		return "", false
+	}
+	return parts[0], true
+}
+
+func (a *Auth) csrfFor(id string) string { return a.sign("csrf", id) }
+
+// csrfOK checks the CSRF token of a request riding session id: the form
+// field, or the X-CSRF-Token header for scripts.
+func (a *Auth) csrfOK(r *http.Request, id string) bool {
+	got := r.Header.Get("X-CSRF-Token")
+	if got == "" {
+		got = r.PostFormValue(CSRFField)
+	}
+	return hmac.Equal([]byte(got), []byte(a.csrfFor(id)))
+}
+
+// csrfToken is the CSRF token for r's session, for the forms on a page;
+// "" when r has no session (bearer token or loopback without a token,
+// where the same-origin checks alone guard the forms).
+func (a *Auth) csrfToken(r *http.Request) string {
+	if s, _ := r.Context().Value(ctxKey{}).(session); s.id != "" {
+		return a.csrfFor(s.id)
+	}
+	return ""
+}
+
+// login serves the token form and turns a right token into a session.
+func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		next = "/ui/"
+	}
+	if len(a.token) == 0 { // nothing to log in to
+		if _, ok := a.check(w, r); ok {
+			http.Redirect(w, r, next, http.StatusSeeOther)
+		}
+		return
+	}
+	wrong := false
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodPost:
+		sum := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
+		if subtle.ConstantTimeCompare(sum[:], a.want[:]) == 1 {
+			http.SetCookie(w, &http.Cookie{
+				Name: SessionCookie, Value: a.newSession(time.Now()), Path: "/",
+				MaxAge: int(SessionTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,
+				Secure: r.TLS != nil,
+			})
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		}
+		wrong = true
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	code := http.StatusOK
+	if wrong {
+		code = http.StatusUnauthorized
+	}
+	render(w, code, page{Service: a.service, Title: "Sign in", Data: struct {
+		Next  string
+		Wrong bool
+	}{next, wrong}}, "login", slog.New(slog.DiscardHandler))
+}
