@@ -50,6 +50,15 @@ const DefaultMemoryLimit = 512 << 20
 // DefaultWalletLatency widens the disconnect race a little by default.
 const DefaultWalletLatency = 5 * time.Millisecond
 
+// ErrConfig marks an error from New that is the configuration's fault
+// (a bad or unsafe flag value), not the machine's.
+var ErrConfig = errors.New("invalid configuration")
+
+// configError keeps the message and answers errors.Is(err, ErrConfig).
+type configError struct{ error }
+
+func (e configError) Unwrap() []error { return []error{e.error, ErrConfig} }
+
 func (c *Config) setDefaults() error {
 	g, err := game.Lookup(c.Game)
 	if err != nil {

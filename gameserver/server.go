@@ -81,7 +81,7 @@ type Server struct {
 // created them.
 func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
-		return nil, err
+		return nil, configError{err}
 	}
 	g, _ := game.Lookup(cfg.Game)
 	if logger == nil {

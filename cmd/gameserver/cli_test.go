@@ -78,6 +78,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"-game", "wilddig", "-log.format", "xml"}, `invalid value "xml" for flag -log.format`},
 		{[]string{"-game", "wilddig", "-listen", "127.0.0.1:7999", "-admin", "127.0.0.1:7999"}, "gameserver: -listen and -admin are both 127.0.0.1:7999"},
 		{[]string{"-game", "wilddig", "-admin", "no-port"}, "gameserver: -admin no-port: address no-port: missing port in address"},
+		{[]string{"-game", "wilddig", "-listen", "0.0.0.0:0"}, "gameserver: -listen 0.0.0.0:0 is not loopback: set -secret-file"},
+		{[]string{"-game", "wilddig", "-max-conns", "-5"}, "gameserver: -max-conns, -max-unauth-conns, -redelivery-page and -bet-history must not be negative"},
+		{[]string{"-game", "wilddig", "-hello-timeout", "-1s"}, "must not be negative"},
 	} {
 		code, _, stderr := exitOf(t, bin, append(dirs[:len(dirs):len(dirs)], tc.args...)...)
 		if code != 2 || strings.Count(stderr, tc.why) != 1 {

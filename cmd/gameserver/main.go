@@ -176,6 +176,9 @@ func explain(err error, cfg gameserver.Config) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, gameserver.ErrConfig) {
+		return cli.Usagef("%v", err)
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "listen" && op.Addr != nil {
 		for _, l := range listeners(&cfg) {
