@@ -211,7 +211,6 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, er
 	default:
 		err = negative(fs)
 		stop = err != nil
-		stop = false
 	}
 	cfg.Retention.MaxAge = time.Duration(*age)
 	return
