@@ -117,7 +117,8 @@ const chmodChild = "STACKWATCH_CHMOD_CHILD"
 
 // TestChmodReadable: a file unreadable at first is one "unreadable"
 // failure, and once chmod 644 makes it readable it is counted at the next
-// rescan. Root reads everything, so as root the scenario runs in a copy of
+// rescan; another unreadable file put in an unreadable one's place is
+// another failure. Root reads everything, so as root the scenario runs in a copy of
 // this test binary as the user nobody.
 func TestChmodReadable(t *testing.T) {
 	base := os.Getenv(chmodChild)
@@ -147,6 +148,24 @@ func TestChmodReadable(t *testing.T) {
 	h.sync()
 	if n := h.value(metrics.Panics); n != 1 {
 		t.Fatalf("readable file: %v panics", n)
+	}
+
+	// Another unreadable file renamed over an unreadable one is a failure
+	// of its own (a panic never counted), and each is counted once.
+	q := filepath.Join(logDir, "replaced.stacktrace.log")
+	for i := range 2 {
+		tmp := filepath.Join(logDir, ".tmp")
+		if err := os.WriteFile(tmp, trace, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, q); err != nil {
+			t.Fatal(err)
+		}
+		h.sync()
+		h.sync()
+		if f := h.value(metrics.ParseFailures, metrics.LabelReason, ingest.FailUnreadable); f != float64(2+i) {
+			t.Fatalf("unreadable file %d at one path: %v failures, want %d", i+1, f, 2+i)
+		}
 	}
 }
 

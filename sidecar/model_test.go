@@ -79,6 +79,12 @@ func (m *model) forget(f *mfile) {
 
 // observe is what a sync point makes the sidecar see: every readable,
 // complete regular file is counted once, and an unreadable one fails once.
+// stackwatch_parse_failures_total counts files, not attempts: an mfile is
+// one file (inode), so one still unreadable after a restart is not counted
+// again unless its failure was lost with the unsaved state, while another
+// file put in its place, even one the last saved state knew unreadable
+// under that name, is a failure of its own. A file read fine and then
+// locked without changing is not read again, so it does not fail.
 func (m *model) observe() {
 	for _, f := range m.files {
 		if f.kind != "regular" {

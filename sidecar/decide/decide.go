@@ -98,11 +98,11 @@ func Skip(prev Record, known bool, st Stat) bool {
 }
 
 // Decide compares the record of a path (known=false when there is none)
-// with the file read now: st is the fstat of the opened file, data its
-// first bytes (bounded) and readErr the error of opening or reading it. It
-// returns the verdict and the record of the file as read now, with the
-// previous Status and Group when it is the same file (the caller sets them
-// after parsing).
+// with the file read now: st is the fstat of the opened file (the lstat of
+// the path when it could not be opened), data its first bytes (bounded) and
+// readErr the error of opening or reading it. It returns the verdict and
+// the record of the file as read now, with the previous Status and Group
+// when it is the same file (the caller sets them after parsing).
 func Decide(prev Record, known bool, st Stat, data []byte, readErr error) (Verdict, Record) {
 	now := Record{Dev: st.ID.Dev, Ino: st.ID.Ino, Size: st.Size, MTime: st.MTime}
 	if readErr != nil {

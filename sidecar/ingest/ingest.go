@@ -233,6 +233,8 @@ func (p *Pipeline) ingest(path string, final bool) int {
 			p.log.Warn("stacktrace file replaced by something that is not a regular file; ignored", "file", path, "err", err)
 			p.remove(path)
 		default:
+			// One failure per unreadable file, not per rescan; another
+			// file (inode) put in its place is another failure.
 			if counting && !(known && prev.Status == decide.StatusUnreadable && prev.ID() == rec.ID()) {
 				p.fail(path, FailUnreadable, err)
 			}

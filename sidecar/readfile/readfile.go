@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/stackwatch/stackwatch/internal/fsutil"
 	"github.com/stackwatch/stackwatch/sidecar/decide"
@@ -30,14 +31,21 @@ type Reader struct {
 func New(limit int64) *Reader { return &Reader{limit: limit} }
 
 // Read opens path, fstats it and reads its head. The bytes are valid until
-// the next Read. The Stat is of the opened file, not of the path.
+// the next Read. The Stat is of the opened file, not of the path; when the
+// file cannot be opened (permissions), it is the path's lstat, so an
+// unreadable file still has an identity: the caller counts its failure once,
+// yet again for another file put in its place.
 func (r *Reader) Read(path string) ([]byte, decide.Stat, error) {
 	f, fi, err := fsutil.OpenRegular(path)
 	if err != nil {
-		return nil, decide.Stat{}, err
+		var st decide.Stat
+		if fi, lerr := os.Lstat(path); lerr == nil {
+			st = statOf(fi)
+		}
+		return nil, st, err
 	}
 	defer f.Close()
-	st := decide.Stat{ID: fsutil.IDOf(fi), Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+	st := statOf(fi)
 	want := min(fi.Size(), r.limit+1)
 	if int64(cap(r.buf)) < want {
 		r.buf = make([]byte, want)
@@ -47,4 +55,8 @@ func (r *Reader) Read(path string) ([]byte, decide.Stat, error) {
 		return nil, st, fmt.Errorf("read %s: %w", path, err)
 	}
 	return r.buf[:n], st, nil
+}
+
+func statOf(fi os.FileInfo) decide.Stat {
+	return decide.Stat{ID: fsutil.IDOf(fi), Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
 }
