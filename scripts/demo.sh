@@ -148,6 +148,8 @@ done
 cat <<MSG
 
 Where to look:
+  web UI             http://127.0.0.1:$wd_sidecar/  crash groups → a trace; Goroutines (leak
+                     trend); Dumps → flame graph. Same on every sidecar in the table.
   crash groups       curl -s http://127.0.0.1:$wd_sidecar/api/v1/crashes
   leak suspects      curl -s http://127.0.0.1:$wd_sidecar/api/v1/leaks
   goroutine dumps    $cli dumps list -sidecar http://127.0.0.1:$wd_sidecar
@@ -165,6 +167,7 @@ if [ -n "$prom_url" ]; then
   Alertmanager       amtool alert query --alertmanager.url=$am_url
   the page lands     in the paged service's sidecar, which takes a goroutine dump for it:
                      grep -h 'goroutine dump captured' $root/*/sidecar.stderr | grep alert
+  incident report    $cli report -prometheus $prom_url -since 15m -sidecar http://127.0.0.1:$wd_sidecar -o report.md
 MSG
 else
 	echo "  (install prometheus and prometheus-alertmanager to see the alerts fire)"
