@@ -19,7 +19,7 @@ type Config struct {
 	Service string // service name; defaults from Game (wilddig → wilddiggr)
 	Listen  string // game listener; default 127.0.0.1:0
 	Admin   string // admin listener (/metrics, health, and pprof unless Pprof is set); default 127.0.0.1:0
-	Pprof   string // optional separate /debug/pprof listener, e.g. 127.0.0.1:6061 beside a pod-wide Admin
+	Pprof   string // optional separate /debug/pprof listener, e.g. 127.0.0.1:7061 beside a pod-wide Admin
 	LogDir  string // stacktrace files and gameserver.log (required)
 	DataDir string // wallet ledger (required)
 	Legacy  bool   // restore build 20251030111505's behaviour

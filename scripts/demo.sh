@@ -28,10 +28,10 @@ prom_port=$((9090 + off)) am_port=$((9093 + off))
 
 # service game mode game-port admin-port sidecar-port
 services=(
-	"wilddiggr wilddig legacy $((7001 + off)) $((6061 + off)) $((9101 + off))"
-	"goldenclover goldenclover legacy $((7002 + off)) $((6062 + off)) $((9102 + off))"
-	"forestteaparty forestteaparty legacy $((7003 + off)) $((6063 + off)) $((9103 + off))"
-	"wilddiggr-patched wilddig patched $((7004 + off)) $((6064 + off)) $((9104 + off))"
+	"wilddiggr wilddig legacy $((7001 + off)) $((6061 + off)) $((39191 + off))"
+	"goldenclover goldenclover legacy $((7002 + off)) $((6062 + off)) $((39192 + off))"
+	"forestteaparty forestteaparty legacy $((7003 + off)) $((6063 + off)) $((39193 + off))"
+	"wilddiggr-patched wilddig patched $((7004 + off)) $((6064 + off)) $((39194 + off))"
 )
 
 pids=()
@@ -110,8 +110,8 @@ if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/
 	} >"$root/prometheus/prometheus.yml"
 	# The shipped routing; its goroutine-dump receiver lists the four
 	# sidecars at make demo's ports, moved here by the offset.
-	sed -e "s#127.0.0.1:9101/#127.0.0.1:$((9101 + off))/#" -e "s#127.0.0.1:9102/#127.0.0.1:$((9102 + off))/#" \
-		-e "s#127.0.0.1:9103/#127.0.0.1:$((9103 + off))/#" -e "s#127.0.0.1:9104/#127.0.0.1:$((9104 + off))/#" \
+	sed -e "s#127.0.0.1:39191/#127.0.0.1:$((39191 + off))/#" -e "s#127.0.0.1:39192/#127.0.0.1:$((39192 + off))/#" \
+		-e "s#127.0.0.1:39193/#127.0.0.1:$((39193 + off))/#" -e "s#127.0.0.1:39194/#127.0.0.1:$((39194 + off))/#" \
 		alerts/alertmanager.yml >"$root/alertmanager/alertmanager.yml"
 	prometheus --config.file="$root/prometheus/prometheus.yml" --storage.tsdb.path="$root/prometheus/data" \
 		--storage.tsdb.retention.time=2h --storage.tsdb.retention.size=256MB \
@@ -148,6 +148,8 @@ done
 cat <<MSG
 
 Where to look:
+  web UI             http://127.0.0.1:$wd_sidecar/  crash groups → a trace; Goroutines (leak
+                     trend); Dumps → flame graph. Same on every sidecar in the table.
   crash groups       curl -s http://127.0.0.1:$wd_sidecar/api/v1/crashes
   leak suspects      curl -s http://127.0.0.1:$wd_sidecar/api/v1/leaks
   goroutine dumps    $cli dumps list -sidecar http://127.0.0.1:$wd_sidecar
@@ -165,6 +167,7 @@ if [ -n "$prom_url" ]; then
   Alertmanager       amtool alert query --alertmanager.url=$am_url
   the page lands     in the paged service's sidecar, which takes a goroutine dump for it:
                      grep -h 'goroutine dump captured' $root/*/sidecar.stderr | grep alert
+  incident report    $cli report -prometheus $prom_url -since 15m -sidecar http://127.0.0.1:$wd_sidecar -o report.md
 MSG
 else
 	echo "  (install prometheus and prometheus-alertmanager to see the alerts fire)"

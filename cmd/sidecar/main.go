@@ -166,7 +166,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (f flags, stop bool, er
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "directory the game server writes *.stacktrace.log files to (required)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the sidecar's state (required)")
 	fs.StringVar(&f.listen, "listen", DefaultListen, "HTTP address for /metrics, /api/v1/*, /healthz, /readyz (port 0 picks one)")
-	fs.StringVar(&cfg.Target, "target", "", "game server admin URL (e.g. http://127.0.0.1:9090) for goroutine profiling")
+	fs.StringVar(&cfg.Target, "target", "", "game server pprof or admin URL (e.g. http://127.0.0.1:7061) for goroutine profiling")
 	fs.StringVar(&cfg.Pattern, "pattern", watch.DefaultPattern, "stacktrace file name pattern")
 	fs.DurationVar(&cfg.Settle, "settle", watch.DefaultSettle, "quiet period before a file written in place is read")
 	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", watch.DefaultRescanInterval, "period of the safety rescan of -log-dir")

@@ -9,7 +9,7 @@
 //	sidecar dumps capture [-sidecar URL] [-reason TEXT]
 //
 // -sidecar defaults to $STACKWATCH_SIDECAR, else DefaultSidecar (the
-// sidecar's default listen address, for kubectl port-forward 9091). The
+// sidecar's default listen address, for kubectl port-forward 39190). The
 // bearer token is read from -token-file, else $STACKWATCH_TOKEN_FILE, else
 // taken from $STACKWATCH_TOKEN.
 //
@@ -46,7 +46,7 @@ import (
 )
 
 // DefaultSidecar is where the sidecar listens by default.
-const DefaultSidecar = "http://127.0.0.1:9091"
+const DefaultSidecar = "http://127.0.0.1:39190"
 
 const (
 	maxJSON    = 64 << 20
@@ -65,7 +65,7 @@ commands:
   capture  ask the sidecar to capture a dump now
 
 flags (every command):
-  -sidecar URL      the sidecar's API (default $STACKWATCH_SIDECAR, else http://127.0.0.1:9091)
+  -sidecar URL      the sidecar's API (default $STACKWATCH_SIDECAR, else http://127.0.0.1:39190)
   -token-file FILE  bearer token file (default $STACKWATCH_TOKEN_FILE, or the token in $STACKWATCH_TOKEN)
   -timeout D        per request (default 60s)
   -json             list, diff, leaks: print the sidecar's JSON

@@ -69,7 +69,7 @@ const (
 
 // Config configures a Profiler. Zero fields take the defaults noted.
 type Config struct {
-	Target  string // base URL of the server's admin listener, e.g. http://127.0.0.1:6060 (required)
+	Target  string // base URL of the server's admin listener, e.g. http://127.0.0.1:7060 (required)
 	Service string // service name recorded in dumps and matched against alerts (required)
 	DataDir string // dumps are kept in DataDir/dumps (required)
 
