@@ -58,7 +58,8 @@ type Profile struct {
 
 // Run runs the analyze subcommand with args (without "analyze"); the path
 // "-" reads stdin. Usage errors and unreadable named paths return an
-// error; inputs that hold nothing to analyze are reported as failures.
+// error; inputs that hold nothing to analyze are reported as failures, and
+// an error is returned when every input failed.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("analyze", flag.ContinueOnError)
 	fset.SetOutput(stderr)
@@ -115,6 +116,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 		} else if werr := WriteText(stdout, rep, *showFiles); werr != nil {
 			return werr
+		}
+		// Like promtool check: a run that could analyze none of its inputs
+		// fails (exit 1), so a script piping logs in sees it.
+		if err == nil && len(rep.Groups) == 0 && len(rep.Profiles) == 0 && len(rep.Failures) > 0 {
+			return fmt.Errorf("analyze: none of the %d inputs holds a Go trace or goroutine profile", len(rep.Failures))
 		}
 	}
 	return err

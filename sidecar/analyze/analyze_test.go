@@ -520,3 +520,25 @@ func TestRunInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// A run that finds nothing to analyze in any input fails, so a pipeline
+// (kubectl logs | stackwatch analyze -) notices; one good input is enough.
+func TestRunFailsWhenNothingAnalyzed(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "a.stacktrace.log")
+	if err := os.WriteFile(garbage, []byte("hello world\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), []string{garbage}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "none of the 1 inputs") {
+		t.Fatalf("garbage only: err %v", err)
+	}
+	if !strings.Contains(out.String(), "not analyzed") {
+		t.Errorf("the failure is not reported:\n%s", out.String())
+	}
+	paths := record(t, dir, "wilddiggr", false, 1, func() { onWildDigBetClientResp(nil) })
+	if err := Run(context.Background(), []string{garbage, paths[0]}, nil, &out, &errOut); err != nil {
+		t.Fatalf("garbage beside a panic: %v", err)
+	}
+}
