@@ -6,6 +6,7 @@ package loadgen
 // and verifies real tickets; only its bookkeeping is scripted.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -280,10 +281,34 @@ func TestUnreachableServer(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	s := runAgainst(t, addr, Config{Clients: 2, Drain: 300 * time.Millisecond})
+	var progress lockedBuffer
+	s := runAgainst(t, addr, Config{Clients: 2, Drain: 300 * time.Millisecond,
+		Progress: &progress, ProgressInterval: 50 * time.Millisecond})
 	if s.OK() || s.BetsPlaced != 0 || s.Lost != 0 || s.NeverConnected != 2 || s.DialFailures == 0 {
 		t.Fatalf("unreachable server: %+v", s)
 	}
+	// The progress lines say why nothing happens, not only bets/s=0.
+	if out := progress.String(); !strings.Contains(out, "last_dial_error=") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("progress does not name the dial error:\n%s", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the progress printer and the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -220,6 +220,7 @@ type counters struct {
 	dupDeliveries, dupSettlements, misdelivered, refusedResends       atomic.Int64
 	disconnects, reconnects, dialFailures                             atomic.Int64
 	budget                                                            atomic.Int64 // bets left under MaxBets
+	lastDialErr                                                       atomic.Pointer[string]
 }
 
 // Run drives the server described by cfg and reports what it saw. It returns
@@ -302,7 +303,7 @@ func (r *run) progress(start time.Time, stop <-chan struct{}) {
 	}
 	t := time.NewTicker(r.cfg.ProgressInterval)
 	defer t.Stop()
-	var lastResults int64
+	var lastResults, lastDialFailures int64
 	last := start
 	for {
 		select {
@@ -314,10 +315,19 @@ func (r *run) progress(start time.Time, stop <-chan struct{}) {
 			if now.After(r.betUntil) {
 				phase = "draining"
 			}
-			fmt.Fprintf(r.cfg.Progress, "loadgen: %5.1fs %s placed=%d results=%d in_flight=%d resends=%d disconnects=%d reconnects=%d bets/s=%.0f\n",
+			// A server that died shows as dial failures: say why, not
+			// only bets/s=0.
+			why := ""
+			if df := r.c.dialFailures.Load(); df > lastDialFailures {
+				if e := r.c.lastDialErr.Load(); e != nil {
+					why = fmt.Sprintf(" last_dial_error=%q", *e)
+				}
+				lastDialFailures = df
+			}
+			fmt.Fprintf(r.cfg.Progress, "loadgen: %5.1fs %s placed=%d results=%d in_flight=%d resends=%d disconnects=%d reconnects=%d dial_failures=%d bets/s=%.0f%s\n",
 				now.Sub(start).Seconds(), phase, r.c.placed.Load(), res, r.c.placed.Load()-res-r.c.rejected.Load(),
-				r.c.resends.Load(), r.c.disconnects.Load(), r.c.reconnects.Load(),
-				float64(res-lastResults)/now.Sub(last).Seconds())
+				r.c.resends.Load(), r.c.disconnects.Load(), r.c.reconnects.Load(), lastDialFailures,
+				float64(res-lastResults)/now.Sub(last).Seconds(), why)
 			lastResults, last = res, now
 		}
 	}

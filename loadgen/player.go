@@ -262,6 +262,8 @@ func (p *player) connect(ctx context.Context, deadline time.Time) *client.Client
 			return c
 		}
 		p.r.c.dialFailures.Add(1)
+		msg := err.Error()
+		p.r.c.lastDialErr.Store(&msg)
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			switch pe.Code {
