@@ -1,47 +1,24 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-)
 
-// exitOf runs the binary to completion and returns its exit status and output.
-func exitOf(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run %s %q: %v", bin, args, err)
-	}
-	return code, out.String(), errb.String()
-}
+	"github.com/stackwatch/stackwatch/internal/clitest"
+)
 
 func TestHelpExitsZero(t *testing.T) {
 	bin := buildServer(t)
 	for _, arg := range []string{"-h", "--help", "-help"} {
-		code, _, stderr := exitOf(t, bin, arg)
+		code, _, stderr := clitest.Run(t, bin, arg)
 		if code != 0 || !strings.Contains(stderr, "-log.format") || !strings.Contains(stderr, `(default "127.0.0.1:7060")`) {
 			t.Errorf("%s: exit %d, want 0 with the flag list\n%s", arg, code, stderr)
 		}
@@ -50,7 +27,7 @@ func TestHelpExitsZero(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	bin := buildServer(t)
-	code, stdout, stderr := exitOf(t, bin, "--version")
+	code, stdout, stderr := clitest.Run(t, bin, "--version")
 	if code != 0 || stderr != "" {
 		t.Fatalf("--version: exit %d, stderr %q", code, stderr)
 	}
@@ -82,7 +59,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"-game", "wilddig", "-max-conns", "-5"}, "gameserver: -max-conns, -max-unauth-conns, -redelivery-page and -bet-history must not be negative"},
 		{[]string{"-game", "wilddig", "-hello-timeout", "-1s"}, "must not be negative"},
 	} {
-		code, _, stderr := exitOf(t, bin, append(dirs[:len(dirs):len(dirs)], tc.args...)...)
+		code, _, stderr := clitest.Run(t, bin, append(dirs[:len(dirs):len(dirs)], tc.args...)...)
 		if code != 2 || strings.Count(stderr, tc.why) != 1 {
 			t.Errorf("%q: exit %d, want 2 saying %q once:\n%s", tc.args, code, tc.why, stderr)
 		}
@@ -108,7 +85,7 @@ func TestPortInUseExitsOne(t *testing.T) {
 		dir := t.TempDir()
 		args := []string{"-game", "wilddig", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 			"-log-dir", filepath.Join(dir, "log"), "-data-dir", filepath.Join(dir, "data"), flag, addr}
-		code, _, stderr := exitOf(t, bin, args...)
+		code, _, stderr := clitest.Run(t, bin, args...)
 		want := "gameserver: " + flag + " " + addr + ": bind: address already in use\n"
 		if code != 1 || stderr != want {
 			t.Errorf("%s busy: exit %d, stderr %q; want 1, %q", flag, code, stderr, want)
@@ -117,7 +94,7 @@ func TestPortInUseExitsOne(t *testing.T) {
 			t.Errorf("a failed start left %v", fatal)
 		}
 	}
-	code, _, stderr := exitOf(t, bin, "-game", "wilddig", "-secret-file", "/nonexistent/secret")
+	code, _, stderr := clitest.Run(t, bin, "-game", "wilddig", "-secret-file", "/nonexistent/secret")
 	if want := "gameserver: -secret-file: open /nonexistent/secret: no such file or directory\n"; code != 1 || stderr != want {
 		t.Errorf("missing secret file: exit %d, stderr %q; want 1, %q", code, stderr, want)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/clitest"
 )
 
 // A fatal error bypasses recover: the process dies, and the trace the
@@ -142,7 +144,7 @@ func TestFaultInjectionRefused(t *testing.T) {
 		{[]string{"-admin", ":7060"}, "-admin is :7060"},
 		{[]string{"-admin", "127.0.0.1:0", "-pprof", "0.0.0.0:0"}, "-pprof is 0.0.0.0:0"},
 	} {
-		code, _, stderr := exitOf(t, bin, append(append(dirs[:len(dirs):len(dirs)], "-fault-injection"), tc.args...)...)
+		code, _, stderr := clitest.Run(t, bin, append(append(dirs[:len(dirs):len(dirs)], "-fault-injection"), tc.args...)...)
 		want := "gameserver: -fault-injection is served beside /debug/pprof, on loopback only; " + tc.why + "\n"
 		if code != 2 || stderr != want {
 			t.Errorf("%q: exit %d, stderr %q; want 2, %q", tc.args, code, stderr, want)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,13 +14,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/gameservertest"
 	"github.com/stackwatch/stackwatch/internal/cli"
+	"github.com/stackwatch/stackwatch/internal/clitest"
 	"github.com/stackwatch/stackwatch/loadgen"
 )
 
@@ -65,29 +64,10 @@ func build(t *testing.T) string {
 	return filepath.Join(binDir, "loadgen")
 }
 
-func runBin(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run %s: %v", bin, err)
-	}
-	return code, out.String(), errb.String()
-}
-
 func TestSmoke(t *testing.T) {
 	bin := build(t)
 	addr := startServer(t, false)
-	code, stdout, stderr := runBin(t, bin, "-addr", addr, "-clients", "10", "-duration", "2s",
+	code, stdout, stderr := clitest.Run(t, bin, "-addr", addr, "-clients", "10", "-duration", "2s",
 		"-disconnect", "0.3", "-json", "-progress", "500ms", "-log.format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -129,7 +109,7 @@ func TestSmoke(t *testing.T) {
 func TestExitStatusOnLoss(t *testing.T) {
 	bin := build(t)
 	addr := startServer(t, true)
-	code, stdout, stderr := runBin(t, bin, "-addr", addr, "-clients", "20", "-duration", "2s",
+	code, stdout, stderr := clitest.Run(t, bin, "-addr", addr, "-clients", "20", "-duration", "2s",
 		"-disconnect", "0.5", "-away", "1s", "-drain", "10s", "-progress", "0")
 	if code != 1 || !strings.Contains(stdout, "FAIL") {
 		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -150,7 +130,7 @@ func TestClosedPortFailsFast(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	code, stdout, stderr := runBin(t, bin, "-addr", addr, "-duration", "10m", "-drain", "10m", "-progress", "0")
+	code, stdout, stderr := clitest.Run(t, bin, "-addr", addr, "-duration", "10m", "-drain", "10m", "-progress", "0")
 	want := "loadgen: -addr " + addr + ": connect: connection refused\n"
 	if code != 1 || stdout != "" || stderr != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, stdout, stderr, want)
@@ -160,11 +140,11 @@ func TestClosedPortFailsFast(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	bin := build(t)
 	for _, arg := range []string{"-h", "--help"} {
-		if code, _, stderr := runBin(t, bin, arg); code != 0 || !strings.Contains(stderr, "-log.level") {
+		if code, _, stderr := clitest.Run(t, bin, arg); code != 0 || !strings.Contains(stderr, "-log.level") {
 			t.Errorf("%s: exit %d, want 0 with the flag list\n%s", arg, code, stderr)
 		}
 	}
-	code, stdout, _ := runBin(t, bin, "--version")
+	code, stdout, _ := clitest.Run(t, bin, "--version")
 	if code != 0 || !strings.Contains(stdout, "loadgen, version") || !strings.Contains(stdout, "go version:") {
 		t.Errorf("--version: exit %d\n%s", code, stdout)
 	}

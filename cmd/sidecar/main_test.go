@@ -28,6 +28,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/internal/cli"
+	"github.com/stackwatch/stackwatch/internal/clitest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -363,19 +364,7 @@ func TestFlagErrors(t *testing.T) {
 // a runtime failure exits 1.
 func TestCLIConventions(t *testing.T) {
 	bin := binary(t)
-	exit := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return code, out.String(), errb.String()
-	}
+	exit := func(args ...string) (int, string, string) { return clitest.Run(t, bin, args...) }
 	for _, h := range []string{"-h", "--help"} {
 		if code, _, stderr := exit(h); code != 0 || !strings.Contains(stderr, "-log.format") {
 			t.Errorf("%s: exit %d\n%s", h, code, stderr)
