@@ -1,5 +1,7 @@
 package traceback
 
+import "strings"
+
 // Text is what the scanner reads: the panic parser keeps strings (one copy
 // of its input, substrings after that), the debug=2 parser works on the
 // dump's bytes and copies only what a new stack group keeps.
@@ -162,20 +164,8 @@ func ParseFileLine[T Text](s T) (file T, line int, offset T, ok bool) {
 // SplitArgs splits printed arguments at top-level commas:
 // "{0x0, 0x0}, 0x56" → ["{0x0, 0x0}", "0x56"].
 func SplitArgs(s string) []string {
-	n, depth := 1, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				n++
-			}
-		}
-	}
-	out := make([]string, 0, n)
+	// Every top-level comma splits, so the commas bound the count.
+	out := make([]string, 0, strings.Count(s, ",")+1)
 	depth, start := 0, 0
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
