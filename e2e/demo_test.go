@@ -52,13 +52,17 @@ func TestDemo(t *testing.T) {
 	}
 	state := t.TempDir()
 	// Fixed ports, moved by a random offset so parallel tests and a
-	// developer's own make demo do not collide; below 32768, where the
-	// kernel hands out ephemeral ports.
-	off := 10000 + rand.IntN(13000)
+	// developer's own make demo do not collide. All of them stay below
+	// 32768, where the kernel hands out ephemeral ports (to every other
+	// test's listeners and outgoing connections): the sidecars move from
+	// 39191 to between the game ports (7001+) and Prometheus (9090).
+	off := 10000 + rand.IntN(12000)
+	const sidecarPort = 8001
 	var out bytes.Buffer
 	var mu sync.Mutex
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"))
-	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_ROOT="+state, fmt.Sprintf("DEMO_PORT_OFFSET=%d", off), "DEMO_CLIENTS=20")
+	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_ROOT="+state, fmt.Sprintf("DEMO_PORT_OFFSET=%d", off),
+		fmt.Sprintf("DEMO_SIDECAR_PORT=%d", sidecarPort), "DEMO_CLIENTS=20")
 	cmd.Stdout = writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 10 * time.Second

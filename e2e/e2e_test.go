@@ -134,17 +134,15 @@ func TestAlertsAndDashboards(t *testing.T) {
 		"ops":            {hook.URL + "/ops"},
 		"goroutine-dump": dumpURLs,
 	})
-	amAddr := freeAddr(t)
-	am := start(t, "alertmanager", amBin, "--config.file="+amCfg, "--storage.path="+t.TempDir(),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=")
-	waitReady(ctx, t, client, am, "http://"+amAddr+"/-/ready", 30*time.Second)
+	_, amAddr := startOnFreePort(ctx, t, client, "alertmanager", amBin, "/-/ready", func(addr string) []string {
+		return []string{"--config.file=" + amCfg, "--storage.path=" + t.TempDir(), "--web.listen-address=" + addr, "--cluster.listen-address="}
+	})
 
 	// Prometheus with the shipped rules, shorter for: and evaluation.
 	promCfg := writePrometheusConfig(t, cfg, overlayRules(t, filepath.Join(root, "alerts", "stackwatch.rules.yml")), amAddr, services)
-	promAddr := freeAddr(t)
-	prom := start(t, "prometheus", promBin, "--config.file="+promCfg, "--storage.tsdb.path="+t.TempDir(),
-		"--web.listen-address="+promAddr)
-	waitReady(ctx, t, client, prom, "http://"+promAddr+"/-/ready", 30*time.Second)
+	_, promAddr := startOnFreePort(ctx, t, client, "prometheus", promBin, "/-/ready", func(addr string) []string {
+		return []string{"--config.file=" + promCfg, "--storage.tsdb.path=" + t.TempDir(), "--web.listen-address=" + addr}
+	})
 	pc, err := api.NewClient(api.Config{Address: "http://" + promAddr, Client: client})
 	if err != nil {
 		t.Fatal(err)

@@ -79,10 +79,9 @@ func TestFatalCrashPages(t *testing.T) {
 	}
 
 	promCfg := writePrometheusConfig(t, cfg, overlayRules(t, filepath.Join(root, "alerts", "stackwatch.rules.yml")), freeAddr(t), []*service{svc})
-	promAddr := freeAddr(t)
-	prom := start(t, "prometheus", promBin, "--config.file="+promCfg, "--storage.tsdb.path="+t.TempDir(),
-		"--web.listen-address="+promAddr)
-	waitReady(ctx, t, client, prom, "http://"+promAddr+"/-/ready", 30*time.Second)
+	_, promAddr := startOnFreePort(ctx, t, client, "prometheus", promBin, "/-/ready", func(addr string) []string {
+		return []string{"--config.file=" + promCfg, "--storage.tsdb.path=" + t.TempDir(), "--web.listen-address=" + addr}
+	})
 	pc, err := api.NewClient(api.Config{Address: "http://" + promAddr, Client: client})
 	if err != nil {
 		t.Fatal(err)

@@ -251,28 +251,59 @@ func tail(path string, n int) string {
 // waitReady polls url until it answers 200.
 func waitReady(ctx context.Context, t *testing.T, client *http.Client, p *proc, url string, timeout time.Duration) {
 	t.Helper()
+	if err := ready(ctx, client, p, url, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errExited is ready's error for a process that exited before it was ready.
+var errExited = errors.New("exited")
+
+func ready(ctx context.Context, client *http.Client, p *proc, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		resp, err := client.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited (%v):\n%s", p.name, p.waitErr, tail(p.log, 25))
+			return fmt.Errorf("%s %w (%v):\n%s", p.name, errExited, p.waitErr, tail(p.log, 25))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s within %v (last error %v):\n%s", p.name, url, timeout, err, tail(p.log, 25))
+			return fmt.Errorf("%s not ready at %s within %v (last error %v):\n%s", p.name, url, timeout, err, tail(p.log, 25))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startOnFreePort starts a daemon that cannot bind port 0 and report it
+// (Prometheus, Alertmanager) on a port that was free a moment ago, and
+// waits until it answers readyPath. Another test may take the port in
+// that moment, so a start that fails with "address already in use" is
+// retried on a new port.
+func startOnFreePort(ctx context.Context, t *testing.T, client *http.Client, name, bin, readyPath string, args func(addr string) []string) (*proc, string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr := freeAddr(t)
+		p := start(t, name, bin, args(addr)...)
+		err := ready(ctx, client, p, "http://"+addr+readyPath, 30*time.Second)
+		if err == nil {
+			return p, addr
+		}
+		if attempt < 3 && errors.Is(err, errExited) && strings.Contains(tail(p.log, 25), "address already in use") {
+			t.Logf("%s: port %s was taken before it bound; retrying on another", name, addr)
+			continue
+		}
+		t.Fatal(err)
 	}
 }

@@ -13,7 +13,8 @@
 #
 # Environment: DEMO_CLIENTS (default 20) players per service; DEMO_ROOT
 # (default .demo) for state and logs; DEMO_BIN (default bin) for the binaries;
-# DEMO_PORT_OFFSET (default 0) added to every port. Disk: stacktrace files and
+# DEMO_PORT_OFFSET (default 0) added to every port; DEMO_SIDECAR_PORT (default
+# 39191) the first sidecar's port, before the offset. Disk: stacktrace files and
 # the dump ring are capped at 32 MiB per sidecar, Prometheus at 256 MB; the
 # game servers keep 2 minutes of settled bets (-bet-history 2m), so their
 # wallets stop growing after a few minutes.
@@ -24,17 +25,19 @@ bin=${DEMO_BIN:-$PWD/bin}
 root=${DEMO_ROOT:-$PWD/.demo}
 clients=${DEMO_CLIENTS:-20}
 off=${DEMO_PORT_OFFSET:-0}
+sc=$((${DEMO_SIDECAR_PORT:-39191} + off))
 prom_port=$((9090 + off)) am_port=$((9093 + off))
 
 # service game mode game-port admin-port sidecar-port
 services=(
-	"wilddiggr wilddig legacy $((7001 + off)) $((6061 + off)) $((39191 + off))"
-	"goldenclover goldenclover legacy $((7002 + off)) $((6062 + off)) $((39192 + off))"
-	"forestteaparty forestteaparty legacy $((7003 + off)) $((6063 + off)) $((39193 + off))"
-	"wilddiggr-patched wilddig patched $((7004 + off)) $((6064 + off)) $((39194 + off))"
+	"wilddiggr wilddig legacy $((7001 + off)) $((6061 + off)) $((sc + 0))"
+	"goldenclover goldenclover legacy $((7002 + off)) $((6062 + off)) $((sc + 1))"
+	"forestteaparty forestteaparty legacy $((7003 + off)) $((6063 + off)) $((sc + 2))"
+	"wilddiggr-patched wilddig patched $((7004 + off)) $((6064 + off)) $((sc + 3))"
 )
 
 pids=()
+declare -A gs_pid sc_pid
 cleanup() { # exit status: 0 for Ctrl-C, else the failure's
 	trap - EXIT INT TERM
 	echo
@@ -49,12 +52,16 @@ trap 'cleanup $?' EXIT
 trap 'cleanup 0' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # url: wait up to 60 s for a 200
+wait_http() { # url pid log: wait up to 60 s for a 200 while pid lives
 	for _ in $(seq 600); do
 		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		if ! kill -0 "$2" 2>/dev/null; then
+			echo "demo: the process behind $1 exited: $(tail -n 3 "$3" 2>/dev/null)" >&2
+			return 1
+		fi
 		sleep 0.1
 	done
-	echo "demo: $1 did not come up; see the logs in $root" >&2
+	echo "demo: $1 did not come up; see $3" >&2
 	return 1
 }
 
@@ -75,17 +82,17 @@ for s in "${services[@]}"; do
 		-listen "127.0.0.1:$gp" -admin "127.0.0.1:$ap" \
 		-log-dir "$d/log" -data-dir "$d/data" -wallet-latency 20ms -bet-history 2m \
 		>"$d/gameserver.stderr" 2>&1 &
-	pids+=($!)
+	pids+=($!) gs_pid[$name]=$!
 	"$bin/sidecar" -service "$name" -log-dir "$d/log" -data-dir "$d/sidecar" \
 		-listen "127.0.0.1:$sp" -target "http://127.0.0.1:$ap" \
 		-retention-max-bytes $((32 << 20)) -dump-max-bytes $((32 << 20)) \
 		>"$d/sidecar.stderr" 2>&1 &
-	pids+=($!)
+	pids+=($!) sc_pid[$name]=$!
 done
 for s in "${services[@]}"; do
-	read -r _ _ _ _ ap sp <<<"$s"
-	wait_http "http://127.0.0.1:$ap/healthz"
-	wait_http "http://127.0.0.1:$sp/healthz"
+	read -r name _ _ _ ap sp <<<"$s"
+	wait_http "http://127.0.0.1:$ap/healthz" "${gs_pid[$name]}" "$root/$name/gameserver.stderr"
+	wait_http "http://127.0.0.1:$sp/healthz" "${sc_pid[$name]}" "$root/$name/sidecar.stderr"
 done
 
 prom_url="" am_url=""
@@ -109,19 +116,19 @@ if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/
 		done
 	} >"$root/prometheus/prometheus.yml"
 	# The shipped routing; its goroutine-dump receiver lists the four
-	# sidecars at make demo's ports, moved here by the offset.
-	sed -e "s#127.0.0.1:39191/#127.0.0.1:$((39191 + off))/#" -e "s#127.0.0.1:39192/#127.0.0.1:$((39192 + off))/#" \
-		-e "s#127.0.0.1:39193/#127.0.0.1:$((39193 + off))/#" -e "s#127.0.0.1:39194/#127.0.0.1:$((39194 + off))/#" \
+	# sidecars at make demo's ports, moved here by the offset and DEMO_SIDECAR_PORT.
+	sed -e "s#127.0.0.1:39191/#127.0.0.1:$sc/#" -e "s#127.0.0.1:39192/#127.0.0.1:$((sc + 1))/#" \
+		-e "s#127.0.0.1:39193/#127.0.0.1:$((sc + 2))/#" -e "s#127.0.0.1:39194/#127.0.0.1:$((sc + 3))/#" \
 		alerts/alertmanager.yml >"$root/alertmanager/alertmanager.yml"
 	prometheus --config.file="$root/prometheus/prometheus.yml" --storage.tsdb.path="$root/prometheus/data" \
 		--storage.tsdb.retention.time=2h --storage.tsdb.retention.size=256MB \
 		--web.listen-address="127.0.0.1:$prom_port" >"$root/prometheus/stderr" 2>&1 &
-	pids+=($!)
+	pids+=($!) prom_pid=$!
 	prometheus-alertmanager --config.file="$root/alertmanager/alertmanager.yml" --storage.path="$root/alertmanager" \
 		--web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= >"$root/alertmanager/stderr" 2>&1 &
-	pids+=($!)
-	wait_http "http://127.0.0.1:$prom_port/-/ready" && prom_url=http://127.0.0.1:$prom_port
-	wait_http "http://127.0.0.1:$am_port/-/ready" && am_url=http://127.0.0.1:$am_port
+	pids+=($!) am_pid=$!
+	wait_http "http://127.0.0.1:$prom_port/-/ready" $prom_pid "$root/prometheus/stderr" && prom_url=http://127.0.0.1:$prom_port
+	wait_http "http://127.0.0.1:$am_port/-/ready" $am_pid "$root/alertmanager/stderr" && am_url=http://127.0.0.1:$am_port
 fi
 
 for s in "${services[@]}"; do
