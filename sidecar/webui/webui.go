@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,15 +82,17 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// pages are the templates, each page on its own copy of the layout.
-var pages = func() map[string]*template.Template {
+// pages are the templates, each page on its own copy of the layout. They
+// are parsed on first use: a sidecar nobody browses keeps neither the
+// parsed trees (300 KB) nor the parser's code pages in its RSS.
+var pages = sync.OnceValue(func() map[string]*template.Template {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	m := map[string]*template.Template{}
 	for _, name := range []string{"crashes", "group", "goroutines", "dumps", "dump", "diff", "login", "error"} {
 		m[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return m
-}()
+})
 
 // UI serves the pages. Build it with New, mount its Handler, and Attach
 // what it shows before serving: the sidecar takes the handler when it is
@@ -216,7 +219,7 @@ func render(w http.ResponseWriter, code int, p page, name string, log *slog.Logg
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store") // pages can carry player data
 	w.WriteHeader(code)
-	if err := pages[name].ExecuteTemplate(w, "layout", p); err != nil {
+	if err := pages()[name].ExecuteTemplate(w, "layout", p); err != nil {
 		log.Debug("page not sent", "page", name, "err", err)
 	}
 }
