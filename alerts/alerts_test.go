@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/internal/promtest"
 )
 
 const (
@@ -22,25 +23,11 @@ const (
 	demoFile = "demo/stackwatch.rules.yml" // make demo's clock
 )
 
-// tool finds an external binary. In CI a missing binary fails the test;
-// elsewhere the test is skipped with a message.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (Debian packages prometheus, prometheus-alertmanager): %v", name, err)
-		}
-		t.Skipf("%s not installed, skipping (in CI this fails): %v", name, err)
-	}
-	return p
-}
-
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, tool(t, name), args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, promtest.Binary(t, name), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -337,7 +324,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		neg := append([]string{"config", "routes", "test", "--config.file=" + cfg, "--verify.receivers=" + other}, tc.labels...)
-		if out, err := exec.CommandContext(ctx, tool(t, "amtool"), neg...).CombinedOutput(); err == nil {
+		if out, err := exec.CommandContext(ctx, promtest.Binary(t, "amtool"), neg...).CombinedOutput(); err == nil {
 			t.Errorf("%v also resolved to %s:\n%s", tc.labels, other, out)
 		}
 		cancel()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/alerts"
 	"github.com/stackwatch/stackwatch/dashboards"
+	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -348,13 +349,7 @@ func TestQueriesNameCatalogMetrics(t *testing.T) {
 // TestQueriesParse has promtool parse every query (variables substituted) as
 // a recording rule, so a PromQL typo fails here, not in front of on-call.
 func TestQueriesParse(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("promtool is required in CI: %v", err)
-		}
-		t.Skipf("promtool not installed, skipping (in CI this fails): %v", err)
-	}
+	promtool := promtest.Binary(t, "promtool")
 	qs, err := dashboards.Queries(specs(t))
 	if err != nil {
 		t.Fatal(err)

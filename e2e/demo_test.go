@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/internal/promtest"
 )
 
 // demoPageWithin is issue 11's promise: the demo pages within three minutes.
@@ -33,9 +34,9 @@ const demoPageWithin = 3 * time.Minute
 // no output after "stopping...".
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	requireTool(t, "prometheus")
-	requireTool(t, "prometheus-alertmanager")
-	requireTool(t, "curl")
+	promtest.Binary(t, "prometheus")
+	promtest.Binary(t, "prometheus-alertmanager")
+	promtest.Binary(t, "curl")
 	root := repoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()

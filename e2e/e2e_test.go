@@ -26,6 +26,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/alerts"
 	"github.com/stackwatch/stackwatch/dashboards"
+	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -58,8 +59,8 @@ type service struct {
 // return data.
 func TestAlertsAndDashboards(t *testing.T) {
 	t.Parallel()
-	promBin := requireTool(t, "prometheus")
-	amBin := requireTool(t, "prometheus-alertmanager")
+	promtest.Binary(t, "prometheus") // skip (in CI, fail) before the builds
+	promtest.Binary(t, "prometheus-alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	root := repoRoot(t)
@@ -134,16 +135,12 @@ func TestAlertsAndDashboards(t *testing.T) {
 		"ops":            {hook.URL + "/ops"},
 		"goroutine-dump": dumpURLs,
 	})
-	_, amAddr := startOnFreePort(ctx, t, client, "alertmanager", amBin, "/-/ready", func(addr string) []string {
-		return []string{"--config.file=" + amCfg, "--storage.path=" + t.TempDir(), "--web.listen-address=" + addr, "--cluster.listen-address="}
-	})
+	amAddr := promtest.StartAlertmanager(t, amCfg).Addr
 
 	// Prometheus with the shipped rules, shorter for: and evaluation.
 	promCfg := writePrometheusConfig(t, cfg, overlayRules(t, filepath.Join(root, "alerts", "stackwatch.rules.yml")), amAddr, services)
-	_, promAddr := startOnFreePort(ctx, t, client, "prometheus", promBin, "/-/ready", func(addr string) []string {
-		return []string{"--config.file=" + promCfg, "--storage.tsdb.path=" + t.TempDir(), "--web.listen-address=" + addr}
-	})
-	pc, err := api.NewClient(api.Config{Address: "http://" + promAddr, Client: client})
+	prom := promtest.StartPrometheus(t, promCfg)
+	pc, err := api.NewClient(api.Config{Address: prom.URL, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}

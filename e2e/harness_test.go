@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,20 +17,6 @@ import (
 	"testing"
 	"time"
 )
-
-// requireTool finds an external binary. In CI a missing one fails the test;
-// elsewhere the test is skipped with a message.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (Debian packages prometheus, prometheus-alertmanager): %v", name, err)
-		}
-		t.Skipf("%s not installed, skipping the end-to-end test (in CI this fails): %v", name, err)
-	}
-	return p
-}
 
 // repoRoot is the module root, one level up from this package.
 func repoRoot(t *testing.T) string {
@@ -67,7 +51,9 @@ func build(ctx context.Context, root, dir, name string, env ...string) (string, 
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago, for binaries that cannot report the port they bound.
+// ago, for an address nothing needs to answer on (TestFatalCrashPages's
+// Alertmanager). Daemons to start go through promtest, which retries a
+// port taken in that moment.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -246,64 +232,4 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// waitReady polls url until it answers 200.
-func waitReady(ctx context.Context, t *testing.T, client *http.Client, p *proc, url string, timeout time.Duration) {
-	t.Helper()
-	if err := ready(ctx, client, p, url, timeout); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// errExited is ready's error for a process that exited before it was ready.
-var errExited = errors.New("exited")
-
-func ready(ctx context.Context, client *http.Client, p *proc, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%s %w (%v):\n%s", p.name, errExited, p.waitErr, tail(p.log, 25))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready at %s within %v (last error %v):\n%s", p.name, url, timeout, err, tail(p.log, 25))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// startOnFreePort starts a daemon that cannot bind port 0 and report it
-// (Prometheus, Alertmanager) on a port that was free a moment ago, and
-// waits until it answers readyPath. Another test may take the port in
-// that moment, so a start that fails with "address already in use" is
-// retried on a new port.
-func startOnFreePort(ctx context.Context, t *testing.T, client *http.Client, name, bin, readyPath string, args func(addr string) []string) (*proc, string) {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
-		p := start(t, name, bin, args(addr)...)
-		err := ready(ctx, client, p, "http://"+addr+readyPath, 30*time.Second)
-		if err == nil {
-			return p, addr
-		}
-		if attempt < 3 && errors.Is(err, errExited) && strings.Contains(tail(p.log, 25), "address already in use") {
-			t.Logf("%s: port %s was taken before it bound; retrying on another", name, addr)
-			continue
-		}
-		t.Fatal(err)
-	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/loadgen"
 	"github.com/stackwatch/stackwatch/metrics"
 	"github.com/stackwatch/stackwatch/report"
@@ -33,20 +33,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// requirePrometheus finds the prometheus binary: outside CI a missing one
-// skips the test, in CI (CI=true) it fails.
-func requirePrometheus(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("prometheus is required in CI (Debian package prometheus): %v", err)
-		}
-		t.Skipf("prometheus not installed, skipping (in CI this fails): %v", err)
-	}
-	return p
 }
 
 // svc is one game service: the real game server binary, and its sidecar
@@ -230,57 +216,6 @@ func writeConfig(t *testing.T, services []*svc) (string, time.Duration) {
 	return p, pendingFor
 }
 
-// startPrometheus runs the real Prometheus and waits until it is ready.
-func startPrometheus(t *testing.T, bin, config string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+t.TempDir(), "--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", tailLines(logs.String(), 20))
-		}
-	})
-	url := "http://" + addr
-	waitFor(t, 30*time.Second, "prometheus ready", func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("prometheus exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return url
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // waitFor polls cond, which reads state other processes change on their
 // own schedule (scrapes, rule evaluations), until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -313,7 +248,7 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three game servers under load and Prometheus")
 	}
-	bin := requirePrometheus(t)
+	promtest.Binary(t, "prometheus") // skip (in CI, fail) before the build
 	gs := buildGameServer(t)
 	services := []*svc{
 		startService(t, gs, "wilddiggr", "wilddig", true),
@@ -321,7 +256,7 @@ func TestReportFromLivePrometheus(t *testing.T) {
 		startService(t, gs, "goldenclover", "goldenclover", false),
 	}
 	config, pendingFor := writeConfig(t, services)
-	promURL := startPrometheus(t, bin, config)
+	promURL := promtest.StartPrometheus(t, config).URL
 	pc, err := api.NewClient(api.Config{Address: promURL})
 	if err != nil {
 		t.Fatal(err)

@@ -14,29 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
-
-// needBinary finds a binary the test needs: in CI its absence fails the
-// test, elsewhere it skips with a clear message.
-func needBinary(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (Debian package %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not installed (Debian package %s): %v", name, pkg, err)
-	}
-	return p
-}
 
 // TestRealPrometheusScrapes runs the real Prometheus against a live sidecar
 // and checks that what it stores is what the sidecar counted, with the
 // service label, and that promtool finds the exposition clean.
 func TestRealPrometheusScrapes(t *testing.T) {
-	promBin := needBinary(t, "prometheus", "prometheus")
-	promtool := needBinary(t, "promtool", "prometheus")
+	promtest.Binary(t, "prometheus") // skip (in CI, fail) before the sidecar starts
+	promtool := promtest.Binary(t, "promtool")
 
 	logDir, dataDir := dirs(t)
 	os.MkdirAll(logDir, 0o755)
@@ -76,22 +63,12 @@ func TestRealPrometheusScrapes(t *testing.T) {
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sidecar\n    static_configs:\n      - targets: [%q]\n        labels: {service: wilddiggr}\n", target)
 	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	pl, _ := net.Listen("tcp", "127.0.0.1:0")
-	promAddr := pl.Addr().String()
-	pl.Close()
-	prom := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+promAddr)
-	var promLog bytes.Buffer
-	prom.Stderr = &promLog
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { prom.Process.Kill(); prom.Wait() }()
+	prom := promtest.StartPrometheus(t, filepath.Join(dir, "prometheus.yml")) // logs its tail if the test fails
 
 	query := fmt.Sprintf(`sum by (service, kind, crash_site) (%s)`, metrics.Panics.Name)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got := promQuery(t, promAddr, query)
+		got := promQuery(t, prom.Addr, query)
 		if len(got) == 2 {
 			want := map[string]float64{"nil_dereference/sidecar.writeTo": 4, "index_out_of_range/sidecar.settle": 1}
 			for _, res := range got {
@@ -103,7 +80,7 @@ func TestRealPrometheusScrapes(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus never had the panics (got %v); its log:\n%s", got, promLog.String())
+			t.Fatalf("prometheus never had the panics (got %v)", got)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/stackwatch/stackwatch/internal/promtest"
 )
 
 // TestPrometheusGoroutineCount runs the installed Prometheus, a program
@@ -29,35 +27,12 @@ import (
 // totals agree is judged; the state may move between sandwiches, never
 // within one unseen.
 func TestPrometheusGoroutineCount(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus is required in CI (Debian package prometheus)")
-		}
-		t.Skip("prometheus not installed")
-	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=error")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
+	addr := promtest.StartPrometheus(t, cfg, "--log.level=error").Addr
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
 	get := func(path string) []byte {
@@ -73,8 +48,6 @@ func TestPrometheusGoroutineCount(t *testing.T) {
 		}
 		return b
 	}
-	waitReady(t, client, "http://"+addr+"/-/ready", &logs)
-
 	total := regexp.MustCompile(`(?m)^goroutine profile: total (\d+)$`)
 	runtimeTotal := func() int {
 		m := total.FindSubmatch(get("/debug/pprof/goroutine?debug=1"))
@@ -121,26 +94,4 @@ func TestPrometheusGoroutineCount(t *testing.T) {
 		t.Fatal("Prometheus's goroutine count never held still across a sandwich")
 	}
 	t.Logf("%d sandwiches judged", judged)
-}
-
-// waitReady polls Prometheus's readiness endpoint: the one wait here is
-// for another process to start, bounded.
-func waitReady(t *testing.T, client *http.Client, url string, logs *bytes.Buffer) {
-	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	for {
-		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("Prometheus not ready after 60 s:\n%s", logs.String())
-		}
-	}
 }
