@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,24 +30,35 @@ func buildBinaries(t *testing.T) (gameserver, loadgen string) {
 	return filepath.Join(dir, "gameserver"), filepath.Join(dir, "loadgen")
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+// lockedBuffer is a process's stderr, read while the process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// listeningRE reads the game server's "listening" log line: with port 0 it
+// is the only place the bound addresses appear.
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+) admin=(\S+)`)
 
 // runLegacy runs the real game server for game in -legacy mode under the
 // load generator with disconnects, stops it, and returns its log folder.
 func runLegacy(t *testing.T, gameserver, loadgen, game string) string {
 	t.Helper()
 	logDir, dataDir := t.TempDir(), t.TempDir()
-	addr, admin := freeAddr(t), freeAddr(t)
-	var serverErr bytes.Buffer
-	srv := exec.Command(gameserver, "-game", game, "-legacy", "-listen", addr, "-admin", admin,
+	var serverErr lockedBuffer
+	srv := exec.Command(gameserver, "-game", game, "-legacy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 		"-log-dir", logDir, "-data-dir", dataDir)
 	srv.Stderr = &serverErr
 	if err := srv.Start(); err != nil {
@@ -74,7 +86,15 @@ func runLegacy(t *testing.T, gameserver, loadgen, game string) string {
 	// No keep-alive: an idle connection's goroutines would outlive the test.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
 	ready := false
+	var addr, admin string
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if admin == "" {
+			m := listeningRE.FindStringSubmatch(serverErr.String())
+			if m == nil {
+				continue
+			}
+			addr, admin = m[1], m[2]
+		}
 		resp, err := client.Get("http://" + admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
