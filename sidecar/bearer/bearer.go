@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // MinTokenLen is the shortest token accepted from a token file.
@@ -24,21 +26,88 @@ const maxTokenFile = 4 << 10
 // Middleware returns a middleware that lets a request through only when its
 // Authorization header is "Bearer <token>". The comparison takes constant
 // time. An empty token lets nothing through: a missing secret must fail
-// closed.
+// closed. Wrong tokens are limited per client (see Limits, with the
+// defaults); to share the limit with another check of the same token, use
+// NewChecker and its Middleware.
 func Middleware(token string) func(http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-			if !ok || token == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="stackwatch"`)
-				http.Error(w, "unauthorized: a valid bearer token is required", http.StatusUnauthorized)
+	return NewChecker(token, nil).Middleware
+}
+
+// Checker compares the tokens clients present with the token, under a
+// Limiter: every place that takes the token (the API's bearer header, the
+// web UI's login form) goes through one Checker, so a guess costs the same
+// wherever it is made.
+type Checker struct {
+	want [sha256.Size]byte
+	set  bool
+	lim  *Limiter
+}
+
+// NewChecker returns a Checker for token limited by lim, or by a new
+// Limiter with the default Limits when lim is nil. An empty token matches
+// nothing.
+func NewChecker(token string, lim *Limiter) *Checker {
+	if lim == nil {
+		lim = NewLimiter(Limits{})
+	}
+	return &Checker{want: sha256.Sum256([]byte(token)), set: token != "", lim: lim}
+}
+
+// Limiter is the Checker's Limiter (for SetLogger and Stats).
+func (c *Checker) Limiter() *Limiter { return c.lim }
+
+// Check reports whether presented, a token r carries, is the token. A
+// client over its limit gets retry > 0 (answer it with TooManyRequests)
+// and its token is not compared, right or not. A right token is never
+// charged. Without a token, Check is false and charges nothing.
+func (c *Checker) Check(r *http.Request, presented string) (ok bool, retry time.Duration) {
+	if !c.set {
+		return false, 0
+	}
+	sum := sha256.Sum256([]byte(presented))
+	key, local := clientKey(r.RemoteAddr)
+	now := time.Now()
+	v, retry, global := c.lim.reserve(key, local, &sum, now)
+	switch v {
+	case throttled:
+		return false, retry
+	case repeated:
+		return false, 0
+	}
+	ok = subtle.ConstantTimeCompare(sum[:], c.want[:]) == 1
+	c.lim.settle(key, local, ok, global, &sum, now)
+	return ok, 0
+}
+
+// Middleware lets a request through only when its Authorization header is
+// "Bearer <token>" (see Middleware).
+func (c *Checker) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			valid, retry := c.Check(r, strings.TrimSpace(got))
+			if valid {
+				next.ServeHTTP(w, r)
 				return
 			}
-			next.ServeHTTP(w, r)
-		})
-	}
+			if retry > 0 {
+				TooManyRequests(w, retry)
+				return
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stackwatch"`)
+		http.Error(w, "unauthorized: a valid bearer token is required", http.StatusUnauthorized)
+	})
+}
+
+// RetryAfter is the Retry-After value for retry: whole seconds, at least 1.
+func RetryAfter(retry time.Duration) string {
+	return strconv.FormatInt(max(int64((retry+time.Second-1)/time.Second), 1), 10)
+}
+
+// TooManyRequests answers a client over its limit: 429 with Retry-After.
+func TooManyRequests(w http.ResponseWriter, retry time.Duration) {
+	w.Header().Set("Retry-After", RetryAfter(retry))
+	http.Error(w, "too many requests: too many wrong tokens; retry after "+RetryAfter(retry)+"s", http.StatusTooManyRequests)
 }
 
 // ReadTokenFile reads a token from path: surrounding whitespace is trimmed,

@@ -5,8 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackwatch/stackwatch/sidecar/bearer"
 )
 
 // Session cookie and form field names.
@@ -28,19 +30,25 @@ const (
 // and the sidecar's API alike. Sessions are stateless: the cookie is a
 // random id, an expiry and an HMAC over both under a key made at start, so
 // nothing grows with logins and a restart ends every session.
+//
+// The bearer header and the login form check the token through one
+// bearer.Checker, so wrong tokens count against one limit per client
+// wherever they are tried (see bearer.Limits): past it, both answer 429
+// with Retry-After without comparing the token. A session cookie is an
+// HMAC nobody can guess, so it is never limited.
 type Auth struct {
 	service string
 	token   []byte // "" means loopback only
-	want    [sha256.Size]byte
+	tokens  *bearer.Checker
 	key     []byte
 	cop     *http.CrossOriginProtection
 }
 
 // NewAuth returns the guard for token, the API's bearer token; with an
 // empty token only loopback clients are served. service titles the login
-// page.
+// page. Throttling is logged to slog.Default until SetLogger.
 func NewAuth(service, token string) *Auth {
-	a := &Auth{service: service, token: []byte(token), want: sha256.Sum256([]byte(token)), key: make([]byte, 32)}
+	a := &Auth{service: service, token: []byte(token), tokens: bearer.NewChecker(token, nil), key: make([]byte, 32)}
 	rand.Read(a.key) // never fails since Go 1.24
 	a.cop = http.NewCrossOriginProtection()
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +56,13 @@ func NewAuth(service, token string) *Auth {
 	}))
 	return a
 }
+
+// SetLogger sets where Auth logs throttled clients.
+func (a *Auth) SetLogger(log *slog.Logger) { a.tokens.Limiter().SetLogger(log) }
+
+// LimitStats counts wrong tokens and the requests refused for them, e.g.
+// for a metric.
+func (a *Auth) LimitStats() bearer.Stats { return a.tokens.Limiter().Stats() }
 
 type ctxKey struct{}
 
@@ -64,6 +79,8 @@ type session struct{ id string }
 //     to the login form at /ui/login, which Auth serves itself.
 //   - Unsafe methods from browsers must be same-origin (Sec-Fetch-Site,
 //     Origin), and those riding a session cookie carry its CSRF token.
+//   - A client past its limit of wrong tokens (bearer or login form) gets
+//     429 with Retry-After, unless it has a valid session cookie.
 func (a *Auth) Middleware(next http.Handler) http.Handler {
 	return a.cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, done := r.Context().Value(ctxKey{}).(session); done {
@@ -95,9 +112,10 @@ func (a *Auth) check(w http.ResponseWriter, r *http.Request) (session, bool) {
 		}
 		return session{}, true
 	}
+	var retry time.Duration // > 0: a bearer token not checked, the client being over its limit
 	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if subtle.ConstantTimeCompare(sum[:], a.want[:]) == 1 {
+		var valid bool
+		if valid, retry = a.tokens.Check(r, strings.TrimSpace(got)); valid {
 			return session{}, true
 		}
 	}
@@ -109,6 +127,10 @@ func (a *Auth) check(w http.ResponseWriter, r *http.Request) (session, bool) {
 			}
 			return session{id: id}, true
 		}
+	}
+	if retry > 0 {
+		bearer.TooManyRequests(w, retry)
+		return session{}, false
 	}
 	if safeMethod(r.Method) && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -219,8 +241,17 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
-		sum := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
-		if subtle.ConstantTimeCompare(sum[:], a.want[:]) == 1 {
+		ok, retry := a.tokens.Check(r, strings.TrimSpace(r.PostFormValue("token")))
+		if retry > 0 {
+			w.Header().Set("Retry-After", bearer.RetryAfter(retry))
+			render(w, http.StatusTooManyRequests, page{Service: a.service, Title: "Too many wrong tokens", Data: struct {
+				Code int
+				Err  string
+			}{http.StatusTooManyRequests, fmt.Sprintf("Too many wrong tokens from your address: the token was not checked. Try again in %ss.",
+				bearer.RetryAfter(retry))}}, "error", slog.New(slog.DiscardHandler))
+			return
+		}
+		if ok {
 			http.SetCookie(w, &http.Cookie{
 				Name: SessionCookie, Value: a.newSession(time.Now()), Path: "/",
 				MaxAge: int(SessionTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,

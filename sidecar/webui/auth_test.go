@@ -1,6 +1,9 @@
 package webui_test
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -8,8 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/stackwatch/stackwatch/sidecar/bearer"
 	"github.com/stackwatch/stackwatch/sidecar/webui"
 )
 
@@ -220,4 +225,126 @@ func TestErrorPages(t *testing.T) {
 			t.Errorf("GET %s: %d %q (headers %v); want %d saying %q", tc.path, resp.StatusCode, body, resp.Header, tc.code, tc.says)
 		}
 	}
+}
+
+// The bearer header and the login form share one limit of wrong tokens
+// per client: past it both answer 429 with Retry-After without checking
+// the token, while another address gets in with it, a session cookie
+// always does, and the wait lets the client try again.
+func TestWrongTokensLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const token = "limit-test-token-0123456789"
+		auth := webui.NewAuth(service, token)
+		var logs bytes.Buffer
+		auth.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+		h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("data")) }))
+		const guesser, operator = "192.0.2.1:40000", "198.51.100.2:40000"
+		serve := func(req *http.Request, remote string) *httptest.ResponseRecorder {
+			req.RemoteAddr, req.Host = remote, "sidecar.example:39190"
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		api := func(remote, tok string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest("GET", "/api/v1/crashes", nil)
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			return serve(req, remote)
+		}
+		login := func(remote, tok string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest("POST", "/ui/login", strings.NewReader(url.Values{"token": {tok}, "next": {"/ui/dumps"}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return serve(req, remote)
+		}
+		for i := range 5 {
+			if rec := api(guesser, fmt.Sprintf("wrong-api-token-%d", i)); rec.Code != http.StatusUnauthorized {
+				t.Fatalf("wrong bearer token %d: %d", i, rec.Code)
+			}
+			if rec := login(guesser, fmt.Sprintf("wrong-form-token-%d", i)); rec.Code != http.StatusUnauthorized {
+				t.Fatalf("wrong token %d in the form: %d", i, rec.Code)
+			}
+		}
+		// Ten wrong tokens, five each way: both are over now.
+		rec := login(guesser, "wrong-form-token-5")
+		if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" ||
+			!strings.Contains(rec.Body.String(), "Too many wrong tokens") || rec.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("login past the limit: %d, Retry-After %q, %.200q", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+		if rec := api(guesser, "wrong-api-token-5"); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("bearer past the limit: %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+		}
+		// The token is not checked: the right one is refused too, and no
+		// session is made.
+		if rec := login(guesser, token); rec.Code != http.StatusTooManyRequests || len(rec.Result().Cookies()) != 0 {
+			t.Errorf("right token in the form from the throttled address: %d, cookies %v", rec.Code, rec.Result().Cookies())
+		}
+		if rec := api(guesser, token); rec.Code != http.StatusTooManyRequests {
+			t.Errorf("right bearer token from the throttled address: %d", rec.Code)
+		}
+
+		// Meanwhile another address gets in both ways.
+		if rec := api(operator, token); rec.Code != http.StatusOK || rec.Body.String() != "data" {
+			t.Errorf("right bearer token from another address: %d", rec.Code)
+		}
+		rec = login(operator, token)
+		var sess *http.Cookie
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == webui.SessionCookie {
+				sess = c
+			}
+		}
+		if rec.Code != http.StatusSeeOther || sess == nil {
+			t.Fatalf("login from another address: %d, cookie %v", rec.Code, sess)
+		}
+		// A session is an HMAC nobody guesses: it is never throttled, even
+		// from the throttled address and beside a wrong bearer token.
+		req := httptest.NewRequest("GET", "/api/v1/crashes", nil)
+		req.AddCookie(sess)
+		req.Header.Set("Authorization", "Bearer wrong-api-token-6")
+		if rec := serve(req, guesser); rec.Code != http.StatusOK {
+			t.Errorf("session cookie from the throttled address: %d", rec.Code)
+		}
+		// Without credentials nothing is checked: the usual 401 and redirect.
+		if rec := serve(httptest.NewRequest("GET", "/api/v1/crashes", nil), guesser); rec.Code != http.StatusUnauthorized {
+			t.Errorf("no token from the throttled address: %d", rec.Code)
+		}
+		if rec := serve(httptest.NewRequest("GET", "/ui/login", nil), guesser); rec.Code != http.StatusOK {
+			t.Errorf("the login form for the throttled address: %d", rec.Code)
+		}
+
+		time.Sleep(time.Second)
+		if rec := login(guesser, token); rec.Code != http.StatusSeeOther {
+			t.Errorf("right token in the form after Retry-After: %d", rec.Code)
+		}
+		if n := strings.Count(logs.String(), "client=192.0.2.1 "); n != 1 {
+			t.Errorf("%d log lines about the throttled client, want 1:\n%s", n, &logs)
+		}
+		// Five refused: four tries past the limit, and the bearer token
+		// beside the session cookie.
+		if st := auth.LimitStats(); st.Failures != 10 || st.Throttled != 5 {
+			t.Errorf("stats %+v, want 10 failures and 5 throttled", st)
+		}
+	})
+}
+
+// Without a token, loopback clients are served however often they ask,
+// whatever they send; nothing is counted.
+func TestNoTokenLoopbackNotLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		auth := webui.NewAuth(service, "")
+		h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("data")) }))
+		for i := range 1000 {
+			req := httptest.NewRequest("GET", "/api/v1/crashes", nil)
+			req.RemoteAddr, req.Host = "127.0.0.1:5000", "127.0.0.1:39190"
+			req.Header.Set("Authorization", fmt.Sprintf("Bearer guess-%d", i))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("request %d from loopback: %d", i, rec.Code)
+			}
+		}
+		if st := auth.LimitStats(); st != (bearer.Stats{}) {
+			t.Errorf("stats %+v without a token", st)
+		}
+	})
 }
