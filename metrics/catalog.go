@@ -199,6 +199,14 @@ var (
 		Name: "stackwatch_log_dir_missing", Type: Gauge,
 		Help: "1 while the watched log directory does not exist.",
 	}
+	AuthFailures = Metric{
+		Name: "stackwatch_auth_failures_total", Type: Counter,
+		Help: "Requests to the API or web UI that presented a wrong token.",
+	}
+	AuthThrottled = Metric{
+		Name: "stackwatch_auth_throttled_total", Type: Counter,
+		Help: "Requests refused with 429 because their client, or all clients together, sent too many wrong tokens.",
+	}
 	// SidecarBuildInfo is written by internal/cli.BuildInfo (client_golang's
 	// version collector), named here so rules and dashboards can use it.
 	SidecarBuildInfo = Metric{
@@ -263,6 +271,6 @@ func Gameserver() []Metric {
 func Sidecar() []Metric {
 	return []Metric{Panics, StacktraceFiles, StacktraceBytes, LastPanicTimestamp, CrashGroups,
 		ClosedSessionWarnings, ParseFailures, Rescans, WatchPolling, RetentionDeletedFiles, RetentionDeletedBytes,
-		FatalCrashes, LogDirMissing, SidecarBuildInfo, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
+		FatalCrashes, LogDirMissing, AuthFailures, AuthThrottled, SidecarBuildInfo, Goroutines, GoroutineStackGroups, LeakSuspects, GoroutinesLeaked, GoroutineLeakProfileAvailable,
 		ScrapeDuration, ScrapeErrors, Dumps, DumpsBytes, DumpsCaptured}
 }

@@ -28,7 +28,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stackwatch/stackwatch/internal/cli"
+	"github.com/stackwatch/stackwatch/metrics"
 	"github.com/stackwatch/stackwatch/sidecar"
 	"github.com/stackwatch/stackwatch/sidecar/analyze"
 	"github.com/stackwatch/stackwatch/sidecar/bearer"
@@ -93,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// One guard for the API and the web UI: the bearer token, or a session
 	// cookie from the UI's login form.
 	auth := webui.NewAuth(cfg.Service, token)
+	auth.SetLogger(logger)
 	cfg.Auth = auth.Middleware
 	ui, err := webui.New(webui.Config{Service: cfg.Service, Auth: auth, Logger: logger})
 	if err != nil {
@@ -114,8 +117,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := sc.Registerer().Register(cli.BuildInfo(program)); err != nil {
-		return err
+	for _, c := range []prometheus.Collector{
+		cli.BuildInfo(program),
+		metrics.AuthFailures.NewCounterFunc(func() float64 { return float64(auth.LimitStats().Failures) }),
+		metrics.AuthThrottled.NewCounterFunc(func() float64 {
+			s := auth.LimitStats()
+			return float64(s.Throttled + s.ThrottledGlobal)
+		}),
+	} {
+		if err := sc.Registerer().Register(c); err != nil {
+			return err
+		}
 	}
 	var profiled webui.Profiler // nil without -target
 	if cfg.Target != "" {

@@ -108,6 +108,12 @@ func startProc(t *testing.T, args ...string) *proc {
 	})
 	select {
 	case p.addr = <-addr:
+	case <-p.exited:
+		select {
+		case p.addr = <-addr: // listened, then exited: the caller checks
+		default:
+			t.Fatalf("exited before listening; logs:\n%s", p.logText())
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no listening line; logs:\n%s", p.logText())
 	}
@@ -405,7 +411,8 @@ func TestLandingPageBuildInfoAndZeroCounters(t *testing.T) {
 		t.Fatalf("no %s", metrics.SidecarBuildInfo.Name)
 	}
 	for _, m := range []metrics.Metric{metrics.ParseFailures, metrics.Rescans, metrics.RetentionDeletedFiles,
-		metrics.FatalCrashes, metrics.ClosedSessionWarnings, metrics.RetentionDeletedBytes} {
+		metrics.FatalCrashes, metrics.ClosedSessionWarnings, metrics.RetentionDeletedBytes,
+		metrics.AuthFailures, metrics.AuthThrottled} {
 		mf := families[m.Name]
 		if mf == nil || len(mf.GetMetric()) == 0 {
 			t.Errorf("%s is missing before its first event", m.Name)
@@ -421,6 +428,58 @@ func TestLandingPageBuildInfoAndZeroCounters(t *testing.T) {
 	}
 	os.MkdirAll(logDir, 0o755)
 	p.waitMetric(t, metrics.LogDirMissing, 0)
+	p.stop(t, syscall.SIGTERM)
+}
+
+// TestTokenGuessingThrottled: past the burst of wrong tokens the API
+// answers 429 with Retry-After, the right token then waits too (it is not
+// compared), and both are counted on /metrics.
+func TestTokenGuessingThrottled(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("the-right-token-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "-service", "wilddiggr", "-log-dir", t.TempDir(), "-data-dir", t.TempDir(),
+		"-listen", "127.0.0.1:0", "-token-file", tokenFile)
+	get := func(token string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/api/v1/crashes", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		return r
+	}
+	if r := get("the-right-token-0123"); r.StatusCode != http.StatusOK {
+		t.Fatalf("right token: %s", r.Status)
+	}
+	codes := map[int]int{}
+	for i := range 30 {
+		codes[get(fmt.Sprintf("guess-%d", i)).StatusCode]++
+	}
+	if codes[http.StatusUnauthorized] == 0 || codes[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("30 wrong tokens at once: %v, want 401s then 429s", codes)
+	}
+	r := get("the-right-token-0123")
+	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("right token while throttled: %s, Retry-After %q", r.Status, r.Header.Get("Retry-After"))
+	}
+	f := p.families(t)
+	value := func(m metrics.Metric) float64 {
+		if mf := f[m.Name]; mf != nil && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+		return -1
+	}
+	if got := value(metrics.AuthFailures); got != float64(codes[http.StatusUnauthorized]) {
+		t.Errorf("%s = %v, want %d", metrics.AuthFailures.Name, got, codes[http.StatusUnauthorized])
+	}
+	if got := value(metrics.AuthThrottled); got != float64(codes[http.StatusTooManyRequests]+1) {
+		t.Errorf("%s = %v, want %d", metrics.AuthThrottled.Name, got, codes[http.StatusTooManyRequests]+1)
+	}
 	p.stop(t, syscall.SIGTERM)
 }
 
