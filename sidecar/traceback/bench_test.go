@@ -71,6 +71,65 @@ func BenchmarkScanMixedLog(b *testing.B) {
 	b.ReportMetric(float64(want), "embedded")
 }
 
+var (
+	dockerJSONOnce  sync.Once
+	dockerJSONLog   []byte
+	dockerJSONCount int
+)
+
+// dockerJSONLog100MB is 100 MB of a container's json-file log, stdout and
+// stderr, with a trace of every base in every Docker shape embedded every
+// ~64 KB.
+func dockerJSONLog100MB(b *testing.B) ([]byte, int) {
+	dockerJSONOnce.Do(func() {
+		bases := baseTraces(b)
+		var traces [][]byte
+		for _, name := range slices.Sorted(mapsKeys(bases)) {
+			for _, sh := range dockerShapes {
+				traces = append(traces, sh.fn(bases[name]))
+			}
+		}
+		var buf bytes.Buffer
+		buf.Grow(101 << 20)
+		for i := 0; buf.Len() < 100<<20; i++ {
+			switch i % 3 {
+			case 0:
+				buf.WriteString(dockerRecord(fmt.Sprintf(`{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d,"amount":%d}`+"\n", i%1000, i, i%500), "stdout", i))
+			case 1:
+				buf.WriteString(dockerRecord(fmt.Sprintf("time=2026-02-03T19:00:16.%03dZ level=info msg=\"session closed\" remote=10.0.%d.%d:443 bytes=%d\n", i%1000, i%256, i%200, i*7), "stderr", i))
+			default:
+				buf.WriteString(dockerRecord(fmt.Sprintf("GET /api/v1/prize?id=%d 200 %dus\n", i, i%9000), "stdout", i))
+			}
+			if i%400 == 399 {
+				buf.Write(traces[dockerJSONCount%len(traces)])
+				dockerJSONCount++
+			}
+		}
+		dockerJSONLog = buf.Bytes()
+	})
+	return dockerJSONLog, dockerJSONCount
+}
+
+// BenchmarkScanDockerLog: traces out of a 100 MB json-file log on one core.
+func BenchmarkScanDockerLog(b *testing.B) {
+	data, want := dockerJSONLog100MB(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = 0
+		sc := traceback.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			n++
+		}
+	}
+	if n != want {
+		b.Errorf("found %d traces, embedded %d", n, want)
+	}
+	b.ReportMetric(float64(n), "traces")
+	b.ReportMetric(float64(want), "embedded")
+}
+
 // BenchmarkPanicparseMixedLog is panicparse v2 on the same input: its
 // ScanSnapshot, called until the input is used up, as panicparse's own
 // command does for a stream with several traces.

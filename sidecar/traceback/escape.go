@@ -2,7 +2,7 @@ package traceback
 
 import (
 	"bytes"
-	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -40,13 +40,20 @@ func escaped(line []byte, i int) bool {
 	return n%2 == 1
 }
 
-// unescape undoes JSON and logfmt string escapes: \n \t \r \" \\ \/ and \uXXXX.
+// unescape undoes JSON and logfmt string escapes: \n \t \r \b \f \" \\ \/
+// and \uXXXX, a UTF-16 surrogate pair as one character.
 func unescape(dst, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			dst = append(dst, c)
-			continue
+		if s[i] != '\\' {
+			j := bytes.IndexByte(s[i:], '\\')
+			if j < 0 {
+				return append(dst, s[i:]...)
+			}
+			dst = append(dst, s[i:i+j]...)
+			i += j
+		}
+		if i+1 == len(s) {
+			return append(dst, '\\')
 		}
 		i++
 		switch s[i] {
@@ -56,20 +63,53 @@ func unescape(dst, s []byte) []byte {
 			dst = append(dst, '\t')
 		case 'r':
 			dst = append(dst, '\r')
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
 		case 'u':
-			if i+4 < len(s) {
-				if r, err := strconv.ParseUint(string(s[i+1:i+5]), 16, 16); err == nil {
-					dst = utf8.AppendRune(dst, rune(r))
-					i += 4
-					break
+			r, ok := hex4(s[i+1:])
+			if !ok {
+				dst = append(dst, '\\', 'u')
+				break
+			}
+			i += 4
+			if utf16.IsSurrogate(r) && i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+				if lo, ok := hex4(s[i+3:]); ok {
+					if c := utf16.DecodeRune(r, lo); c != utf8.RuneError {
+						r = c
+						i += 6
+					}
 				}
 			}
-			dst = append(dst, '\\', 'u')
+			dst = utf8.AppendRune(dst, r) // a lone surrogate gives U+FFFD
 		default: // \" \\ \/ and anything else: the character itself
 			dst = append(dst, s[i])
 		}
 	}
 	return dst
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(s []byte) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case isDigit(c):
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // messageKeys are the fields a structured logger keeps a panic value in,

@@ -15,7 +15,7 @@ import (
 // panicking, in bounded output, and the same however it is read.
 func FuzzScanner(f *testing.F) {
 	for _, b := range baseTraces(f) {
-		for _, sh := range shapes {
+		for _, sh := range allShapes() {
 			f.Add(sh.fn(b))
 		}
 	}
@@ -30,6 +30,21 @@ func FuzzScanner(f *testing.F) {
 	f.Add([]byte("Exception 0xc0000005 0x0 0x0 0x0\nPC=0x0\n\nmain.f()\n        C:/a.go:1 +0x1\n"))
 	f.Add([]byte(`{"stack":"goroutine 1 [running]:\\nmain.main()\\n\\t/a.go:1 +0x1\\n"}` + "\n"))
 	f.Add([]byte("goroutine 1 [running]:\n"))
+	// Docker json-file records: partial ones (one at the end), the other
+	// stream between them, a record cut short, one holding a whole trace.
+	f.Add([]byte(`{"log":"panic: bo","stream":"stderr","time":"2026-11-30T10:00:01Z"}
+{"log":"x\n","stream":"stdout","time":"2026-11-30T10:00:01.1Z"}
+{"log":"om\n","stream":"stderr","time":"2026-11-30T10:00:01.2Z"}
+{"log":"\n","stream":"stderr","time":"2026-11-30T10:00:01.2Z"}
+{"log":"goroutine 1 [running]:\n","stream":"stderr","time":"2026-11-30T10:00:01.3Z"}
+{"log":"main.main()\n","stream":"stdout","time":"2026-11-30T10:00:01.3Z"}
+{"log":"main.f(\u003cnil\u003e)\n","stream":"stderr","time":"2026-11-30T10:00:01.3Z"}
+{"log":"\t/a.go:1 +0x1\n","stream":"stderr","ti
+{"log":"main.main()\n","attrs":{"tag":"x"},"stream":"stderr","time":"2026-11-30T10:00:01.4Z"}
+{"log":"\t/a.go:2","stream":"stderr","time":"2026-11-30T10:00:01.5Z"}`))
+	f.Add([]byte(`{"log":"goroutine 1 [running]:\nmain.main()\n\t/a.go:1 +0x1\n","stream":"stderr"}` + "\n"))
+	f.Add([]byte(`{"time": "2026-11-30T10:00:01Z", "log": "goroutine 1 [running]:\r\n"}` + "\n" +
+		`{"time": "2026-11-30T10:00:02Z", "log": "main.main()\r\n"}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var first []traceback.Trace
 		sc := traceback.NewScanner(bytes.NewReader(data))

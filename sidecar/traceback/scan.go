@@ -15,7 +15,9 @@ type Trace struct {
 	// Line is the line of the stream the trace starts on, from 1.
 	Line int
 	// Prefix is the log prefix of that line, e.g.
-	// "2026-02-03T19:00:16.678Z stderr F "; empty for a bare trace.
+	// "2026-02-03T19:00:16.678Z stderr F "; empty for a bare trace. A
+	// Docker json-file record's is its time and stream,
+	// "2026-02-03T19:00:16.678000000Z stderr ".
 	Prefix string
 	// Time is the timestamp the prefix or the log record carries; zero
 	// when there is none.
@@ -35,6 +37,7 @@ const (
 	histBytes = 64 << 10 // text kept before the read position to look back for a panic header
 	maxBack   = 48       // lines looked back from a goroutine header for its panic header
 	maxNoise  = 24       // foreign lines tolerated inside a trace before it is taken as ended
+	maxOther  = 256      // Docker records of the other stream passed over in a row (docker.go)
 )
 
 var (
@@ -45,8 +48,9 @@ var (
 // Scanner finds Go tracebacks in arbitrary log text: panics, fatal errors,
 // goroutine dumps and Windows exceptions, whether bare, behind a per-line
 // log prefix (CRI, journald, docker compose, timestamps, line-number
-// gutters), interleaved with other log lines, hard-wrapped by a viewer or
-// escaped inside one JSON or logfmt field. Use it like bufio.Scanner:
+// gutters), one line to a Docker json-file record, interleaved with other
+// log lines, hard-wrapped by a viewer or escaped inside one JSON or logfmt
+// field. Use it like bufio.Scanner:
 //
 //	sc := traceback.NewScanner(r)
 //	for sc.Scan() {
@@ -69,13 +73,26 @@ type Scanner struct {
 	excLimit int
 	floor    int // the end of the last trace read: looking back stops there
 
+	// The line at vpos (-1: none) as peek reads it, kept until buf moves:
+	// its text, the end of its raw line(s), their number, and whether it
+	// is a Docker json-file record (docker.go), whose text is in view
+	// after a prefix of vplen bytes.
+	vpos    int
+	vline   []byte
+	vend    int
+	vlines  int
+	vdocker bool
+	vplen   int
+	view    []byte
+	back    []byte // lineBefore's scratch
+
 	queue []Trace
 	cur   Trace
 }
 
 // NewScanner returns a Scanner reading r.
 func NewScanner(r io.Reader) *Scanner {
-	return &Scanner{r: r, now: time.Now(), excAt: -1}
+	return &Scanner{r: r, now: time.Now(), excAt: -1, vpos: -1}
 }
 
 // Trace returns the trace found by the last Scan.
@@ -103,6 +120,7 @@ func (s *Scanner) fill() bool {
 	if s.eof {
 		return false
 	}
+	s.vpos = -1
 	if keep := max(0, s.pos-histBytes); keep > 0 {
 		copy(s.buf, s.buf[keep:s.end])
 		s.pos -= keep
@@ -200,33 +218,75 @@ func (s *Scanner) nextException(lim int) int {
 }
 
 // peek returns the line at pos without its line break, and whether there
-// is one. It may read more input, which moves buf: slices from earlier
-// calls are invalid after it.
+// is one. A Docker json-file record reads as its time and stream followed
+// by the text of its "log", joined with the partial records that continue
+// it (docker.go). It may read more input, which moves buf: slices from
+// earlier calls are invalid after it.
 func (s *Scanner) peek() ([]byte, bool) {
-	for {
+	for s.vpos != s.pos {
+		next := s.end
 		if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
-			return trimCR(s.buf[s.pos : s.pos+i]), true
-		}
-		if s.eof || s.end-s.pos >= maxLine {
-			if s.pos == s.end {
+			next = s.pos + i + 1
+		} else if !s.eof && s.end-s.pos < maxLine {
+			if !s.fill() && s.pos == s.end {
 				return nil, false
 			}
-			return trimCR(s.buf[s.pos:s.end]), true
-		}
-		if !s.fill() && s.pos == s.end {
+			continue
+		} else if s.pos == s.end {
 			return nil, false
 		}
+		s.vline, s.vend, s.vlines, s.vdocker = trimCR(s.buf[s.pos:trimNL(s.buf, s.pos, next)]), next, 1, false
+		if len(s.vline) > 0 && s.vline[0] == '{' {
+			line, plen, end, n, ok, more := s.dockerLine(s.view[:0], s.pos, next, s.end)
+			if more {
+				s.fill()
+				continue
+			}
+			if ok {
+				s.view = line[:0]
+				s.vline, s.vend, s.vlines, s.vdocker, s.vplen = line, end, n, true, plen
+			}
+		}
+		s.vpos = s.pos
 	}
+	return s.vline, true
 }
 
-// skipLine moves past the line at pos.
+// skipLine moves past the line at pos, as peek read it.
 func (s *Scanner) skipLine() {
+	if s.vpos == s.pos {
+		s.pos, s.line = s.vend, s.line+s.vlines
+		return
+	}
 	if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
 		s.pos += i + 1
 	} else {
 		s.pos = s.end
 	}
 	s.line++
+}
+
+// lineBefore returns the line that ends at end (after its line break) as
+// peek would read it, where it starts, the raw lines it spans and whether
+// it is a Docker record.
+func (s *Scanner) lineBefore(end int) (start int, line []byte, n int, docker bool) {
+	start = bytes.LastIndexByte(s.buf[:end-1], '\n') + 1
+	line = trimCR(s.buf[start : end-1])
+	if len(line) == 0 || line[0] != '{' {
+		return start, line, 1, false
+	}
+	r, ok := parseDocker(line)
+	if !ok {
+		return start, line, 1, false
+	}
+	first := s.partialBefore(&r, start)
+	next := bytes.IndexByte(s.buf[first:end], '\n') + first + 1
+	v, _, e, n, ok, _ := s.dockerLine(s.back[:0], first, next, end)
+	if !ok || e != end {
+		return start, line, 1, false
+	}
+	s.back = v[:0]
+	return first, v, n, true
 }
 
 func trimCR(b []byte) []byte {
@@ -240,6 +300,11 @@ func trimCR(b []byte) []byte {
 // pos, queueing it. It returns false, leaving pos, when there is none.
 func (s *Scanner) candidate(a int) bool {
 	line, _ := s.peek()
+	if s.vdocker { // a is the anchor's offset in the raw record
+		if a = anchorIn(line); a < 0 {
+			return false
+		}
+	}
 	rest := line[a:]
 	if bytes.HasPrefix(rest, anchorException) {
 		return s.plain(a, true)
@@ -265,19 +330,21 @@ func (s *Scanner) plain(a int, exception bool) bool {
 	if !exception {
 		start, startLine, prefixLen = s.lookBack(a)
 	}
+	// The start line's prefix, and the header's when they differ: Go's
+	// log package prefixes only the first line of "http: panic serving".
+	var pats [2]prefix
+	np := 1
+	if header != start {
+		h, _ := s.peek()
+		pats[1], np = learnPrefix(bytes.Clone(h[:a])), 2
+	}
 	// Back up to the start; what lies between is history still in buf.
 	s.pos, s.line = start, startLine
 	first, _ := s.peek()
 	t := Trace{Line: startLine + 1, Prefix: string(first[:prefixLen])}
 	t.Time = timeOf(first[:prefixLen], s.now)
-	// The start line's prefix, and the header's when they differ: Go's
-	// log package prefixes only the first line of "http: panic serving".
-	pats := []prefix{learnPrefix([]byte(t.Prefix))}
-	if header != start {
-		h := s.buf[header:]
-		pats = append(pats, learnPrefix(bytes.Clone(h[:a])))
-	}
-	t.Text, t.Truncated = s.readTrace(pats, prefixLen)
+	pats[0] = learnPrefix([]byte(t.Prefix))
+	t.Text, t.Truncated = s.readTrace(pats[:np], prefixLen)
 	if len(t.Text) == 0 {
 		s.pos, s.line = header, headerLine
 		return false
@@ -285,6 +352,17 @@ func (s *Scanner) plain(a int, exception bool) bool {
 	s.floor = s.pos
 	s.queue = append(s.queue, t)
 	return true
+}
+
+// stream returns the shape of the prefix of the line peek read last when
+// it is a Docker record, its time and stream, or nil: the lines of a trace
+// in a container's log are records of the stream it started on.
+func (s *Scanner) stream() *prefix {
+	if !s.vdocker {
+		return nil
+	}
+	p := learnPrefix(bytes.Clone(s.vline[:s.vplen]))
+	return &p
 }
 
 // lookBack finds where the trace whose goroutine header is the line at pos
@@ -297,18 +375,36 @@ func (s *Scanner) lookBack(a int) (start, startLine, prefixLen int) {
 	start, startLine, prefixLen = s.pos, s.line, a
 	header, _ := s.peek()
 	pat := learnPrefix(header[:a])
+	stream := s.stream()
 	cur, n := s.pos, s.line
-	found, foreign := false, 0
-	for k := 0; k < maxBack && cur > s.floor; k++ {
-		ps := bytes.LastIndexByte(s.buf[:cur-1], '\n') + 1
-		prev := trimCR(s.buf[ps : cur-1])
+	found, foreign, other := false, 0, 0
+	for k := 0; k < maxBack && other <= maxOther && cur > s.floor; {
+		ps, prev, nraw, record := s.lineBefore(cur)
+		if stream != nil || record {
+			own := false
+			if stream != nil && record {
+				_, own = stream.strip(prev)
+			}
+			if !own {
+				// The container's other stream, or a line that is no
+				// record among records, or a record above a plain
+				// header: no line of this trace.
+				if stream == nil || !record {
+					if foreign++; foreign > 4 {
+						break
+					}
+				}
+				cur, n, other = ps, n-nraw, other+1
+				continue
+			}
+		}
 		c, matched := pat.strip(prev)
 		m := startMarker(prev, len(prev)-len(c))
 		if m < 0 && found && !bytes.HasPrefix(c, []byte("runtime: ")) {
 			break
 		}
 		if m >= 0 {
-			start, startLine, prefixLen, found = ps, n-1, m, true
+			start, startLine, prefixLen, found = ps, n-nraw, m, true
 		} else if !found {
 			l := Classify(c)
 			if l.Kind == Header {
@@ -318,7 +414,7 @@ func (s *Scanner) lookBack(a int) (start, startLine, prefixLen int) {
 				if k == 0 && len(c) > 0 {
 					// The recover helper's shape: the panic value on
 					// the line right before the goroutine.
-					start, startLine, prefixLen = ps, n-1, len(prev)-len(c)
+					start, startLine, prefixLen = ps, n-nraw, len(prev)-len(c)
 				}
 				// Another program's line, or this one's logging in
 				// between: look a little further.
@@ -327,7 +423,7 @@ func (s *Scanner) lookBack(a int) (start, startLine, prefixLen int) {
 				}
 			}
 		}
-		cur, n = ps, n-1
+		cur, n, k, other = ps, n-nraw, k+1, 0
 	}
 	return start, startLine, prefixLen
 }
@@ -401,6 +497,7 @@ func (s *Scanner) readTrace(pats []prefix, first int) (text []byte, truncated bo
 		noise     int
 		scratch   []byte
 		lastValid int // len(out) after the last line that was not blank
+		other     int // the other stream's lines since the last line
 	)
 	keep := func(c []byte, k Kind) {
 		if len(out)+len(c)+1 > MaxTraceBytes {
@@ -418,19 +515,38 @@ func (s *Scanner) readTrace(pats []prefix, first int) (text []byte, truncated bo
 	if !ok {
 		return nil, false
 	}
+	// Docker's records are never wrapped or cut by a viewer: its partial
+	// records are joined already.
+	stream := s.stream()
+	docker := stream != nil
+	wrapped := len(pats[0].tok) > 0 && !docker
 	c := observedPanic(bytes.Clone(line[first:]))
 	rawLen := len(line)
 	s.skipLine()
-	if len(pats[0].tok) > 0 && rawLen >= 60 {
+	if wrapped && rawLen >= 60 {
 		c = s.unwrap(pats, c)
 	}
 	k := Classify(c).Kind
 	inG = k == Header
 	keep(c, k)
-	for noise <= maxNoise {
+	for noise <= maxNoise && other <= maxOther {
 		line, ok := s.peek()
 		if !ok {
 			break
+		}
+		if docker {
+			if _, ok := stream.strip(line); !ok || !s.vdocker {
+				// The container's other stream, or no record (a line
+				// cut or another program's).
+				if s.vdocker {
+					other++
+				} else {
+					noise++
+				}
+				s.skipLine()
+				continue
+			}
+			other = 0
 		}
 		rawLen := len(line)
 		c := stripAny(pats, line)
@@ -445,8 +561,12 @@ func (s *Scanner) readTrace(pats []prefix, first int) (text []byte, truncated bo
 		switch {
 		case l.Kind == Other && len(cur) > 0 && (inG || !headLike(cur, Other)):
 			// Not a trace line: a line a viewer wrapped, or another
-			// program's log line in between.
-			j, n := s.join(pats, cur)
+			// program's log line (the other stream of a Docker
+			// container) in between.
+			j, n := cur, 0
+			if !docker {
+				j, n = s.join(pats, cur)
+			}
 			if n == 0 {
 				if cur[0] == '\t' {
 					break // "\tgoroutine running on other thread; stack unavailable"
@@ -456,13 +576,13 @@ func (s *Scanner) readTrace(pats []prefix, first int) (text []byte, truncated bo
 			}
 			cur = normalizeFile(j, prev)
 			l = Classify(cur)
-		case l.Kind == File && len(l.Rest) == 0 && prev == Call:
+		case l.Kind == File && len(l.Rest) == 0 && prev == Call && !docker:
 			// Perhaps a file line cut before its "+0x..." offset.
 			if j, n := s.join(pats, cur); n > 0 && Classify(j).Kind == File {
 				cur = j
 			}
 		}
-		if len(pats[0].tok) > 0 && rawLen >= 60 && (l.Kind == CreatedBy || l.Kind == Other || !inG) {
+		if wrapped && rawLen >= 60 && (l.Kind == CreatedBy || l.Kind == Other || !inG) {
 			cur = s.unwrap(pats, cur)
 		}
 		switch {
@@ -478,6 +598,16 @@ func (s *Scanner) readTrace(pats []prefix, first int) (text []byte, truncated bo
 		return nil, false
 	}
 	return out[:lastValid], truncated
+}
+
+// anchorIn returns the offset of the first goroutine header or exception
+// anchor in line, or -1.
+func anchorIn(line []byte) int {
+	a := bytes.Index(line, anchorHeader)
+	if e := bytes.Index(line, anchorException); e >= 0 && (a < 0 || e < a) {
+		a = e
+	}
+	return a
 }
 
 // join appends to c the following lines that a viewer cut from it, as
@@ -618,6 +748,9 @@ func (s *Scanner) escapedField(line []byte, a int) bool {
 		field = unescape(nil, field)
 	}
 	when := timeOf(line, s.now)
+	if r, ok := parseDocker(line); ok && when.IsZero() {
+		when = timeOf(r.time, s.now) // a Docker record whose text is more than one line
+	}
 	lineNo := s.line + 1
 	var msg []byte
 	for _, k := range messageKeys {

@@ -68,7 +68,7 @@ func summarize(p *stacktrace.Panic) summary {
 // reads back as the same panic, and so does a stream of all of them.
 func TestShapes(t *testing.T) {
 	bases := baseTraces(t)
-	for _, sh := range shapes {
+	for _, sh := range allShapes() {
 		t.Run(sh.name, func(t *testing.T) {
 			var stream bytes.Buffer
 			var want []summary
