@@ -281,7 +281,7 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	wg.Wait()
 	wild := services[0]
 	firing := fmt.Sprintf(`%s{alertname=%q, service=%q, alertstate="firing"}`, metrics.Alerts.Name, alerts.HighNilSessionRate, wild.name)
-	waitFor(t, 60*time.Second, "HighNilSessionRate firing for wilddiggr", func() bool { return len(query(t, papi, firing)) > 0 })
+	waitFor(t, 2*time.Minute, "HighNilSessionRate firing for wilddiggr", func() bool { return len(query(t, papi, firing)) > 0 })
 	// Prometheus has scraped the sidecars' final counts.
 	for _, s := range services {
 		want := float64(s.ownCount())

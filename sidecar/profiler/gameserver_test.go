@@ -83,7 +83,7 @@ func TestLegacyGameServerLeak(t *testing.T) {
 	srv := startGameServer(t, true)
 	sc := newSidecar(t, profiler.Config{Target: "http://" + srv.AdminAddr().String(), Interval: 300 * time.Millisecond,
 		KeepEvery: -1, Leak: leak.Config{BlockedThreshold: 10, GrowthWindow: 4, GrowthMin: 2}}, true)
-	waitFor(t, 5*time.Second, func() bool { return !sc.Status().LastScrape.IsZero() })
+	waitFor(t, 15*time.Second, func() bool { return !sc.Status().LastScrape.IsZero() })
 	early := postDump(t, sc.URL, "before load")
 
 	// While the load runs, watch for the growth signal at the reckon site.
@@ -102,8 +102,17 @@ func TestLegacyGameServerLeak(t *testing.T) {
 		}
 	}()
 	sum := runLoad(t, srv.Addr().String(), 4*time.Second)
+	// On a loaded machine the scrapes that see the rise may come after
+	// the load ends; the growth window still holds it for a few scrapes.
+	var sawGrowth bool
+	select {
+	case sawGrowth = <-grew:
+	case <-time.After(3 * time.Second):
+		stopWatch()
+		sawGrowth = <-grew
+	}
 	stopWatch()
-	if !<-grew {
+	if !sawGrowth {
 		t.Error("the growth signal never flagged the reckon goroutines while they piled up")
 	}
 	t.Logf("load: %d bets, %d lost, %d disconnects", sum.BetsPlaced, sum.Lost, sum.Disconnects)
@@ -114,7 +123,7 @@ func TestLegacyGameServerLeak(t *testing.T) {
 
 	// The suspects name the reckon goroutine waiting for the bet response.
 	var st profiler.Status
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, 30*time.Second, func() bool {
 		getJSON(t, sc.URL+"/api/v1/leaks", &st)
 		return len(st.Suspects) > 0 && st.Suspects[0].Count == leaked
 	})
@@ -172,7 +181,7 @@ func TestPatchedGameServerNoSuspects(t *testing.T) {
 	}
 	// Once the players are gone, a full growth window later: no suspects.
 	var st profiler.Status
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, 30*time.Second, func() bool {
 		getJSON(t, sc.URL+"/api/v1/leaks", &st)
 		return st.LastScrape.After(time.Now().Add(-300*time.Millisecond)) && len(st.Suspects) == 0
 	})
@@ -230,7 +239,7 @@ func TestLegacyGameServerLeakProfile(t *testing.T) {
 	runLoad(t, addrs.Addr, 3*time.Second)
 
 	var st profiler.Status
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, 30*time.Second, func() bool {
 		getJSON(t, sc.URL+"/api/v1/leaks", &st)
 		return st.LeakProfile == "available" && len(st.Suspects) > 0 && st.Suspects[0].Leaked > 0 &&
 			st.Suspects[0].Leaked == st.Suspects[0].Count

@@ -158,7 +158,7 @@ func TestBrowser(t *testing.T) {
 	sum := s.load(t, 4*time.Second)
 	t.Logf("load: %d bets, %d disconnects, %d lost", sum.BetsPlaced, sum.Disconnects, sum.Lost)
 	var site crash.Group
-	waitFor(t, 15*time.Second, "the clientWrite crash group", func() bool {
+	waitFor(t, 30*time.Second, "the clientWrite crash group", func() bool {
 		groups, _ := s.sc.CrashGroups(0, -1)
 		for _, g := range groups {
 			if strings.HasSuffix(g.CrashSite.Function, ".clientWrite") {
@@ -176,7 +176,7 @@ func TestBrowser(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, 10*time.Second, "the reckon leak suspect", reckon)
+	waitFor(t, 30*time.Second, "the reckon leak suspect", reckon)
 
 	// Unauthenticated, the browser lands on the login form.
 	b.do("open /", chromedp.Navigate(s.URL+"/"), chromedp.WaitVisible(chromedp.CSS("form.login")))
