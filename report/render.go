@@ -28,6 +28,13 @@ var funcs = map[string]any{
 	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"dur":  func(d time.Duration) string { return model.Duration(d).String() },
 	"num":  thousands,
+	// count is a figure with its noun: "1 file", "2,824 files".
+	"count": func(v float64, noun string) string {
+		if v == 1 {
+			return "1 " + noun
+		}
+		return thousands(v) + " " + noun + "s"
+	},
 	"pct": func(p float64) string {
 		if p < 0 {
 			return "N/A"

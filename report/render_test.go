@@ -28,7 +28,7 @@ func fixture() *Report {
 				MemoryInUse: 936 << 20, MemoryLimit: 512 << 20, NilSessions: 376,
 				Bets:       map[string]float64{metrics.OutcomeDelivered: 9624, metrics.OutcomeFailed: 376},
 				Goroutines: 2210, LeakSuspect: "task.ClientGetWilddigReckonBetRes.func1 task_client_reckon_wilddig.go:24", LeakSuspectCount: 376},
-			{Name: "forestteaparty", Status: StatusWarning, ClosedSessionWarnings: 120, MemoryInUse: 568 << 20, MemoryLimit: 512 << 20,
+			{Name: "forestteaparty", Status: StatusWarning, ClosedSessionWarnings: 120, Files: 1, MemoryInUse: 568 << 20, MemoryLimit: 512 << 20,
 				Bets: map[string]float64{metrics.OutcomeDelivered: 5000}, Goroutines: 300},
 		},
 		CrashSites: []CrashSite{{Service: "wilddiggr", Group: crash.Group{
