@@ -28,19 +28,20 @@ func (l *sidecarList) Set(s string) error {
 
 // Run is `stackwatch report`:
 //
-//	stackwatch report -prometheus URL [-since 24h] [-sidecar URL ...] [-token-file F] [-format markdown|html] [-o FILE]
+//	stackwatch report -prometheus URL [-since 24h] [-match LABEL=VALUE ...] [-sidecar URL ...] [-token-file F] [-format markdown|html] [-o FILE]
 func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		opt       Options
 		sidecars  sidecarList
+		match     matchList
 		format    string
 		out       string
 		tokenFile string
 	)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: stackwatch report -prometheus URL [-since 24h] [-sidecar URL ...] [-format markdown|html] [-o FILE]\n\n"+
+		fmt.Fprint(stderr, "usage: stackwatch report -prometheus URL [-since 24h] [-match LABEL=VALUE ...] [-sidecar URL ...] [-format markdown|html] [-o FILE]\n\n"+
 			"Writes the incident report from live data: Prometheus for every service's figures and alerts,\n"+
 			"each -sidecar for crash groups, example traces and dumps.\n\n")
 		fs.PrintDefaults()
@@ -48,6 +49,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.StringVar(&opt.Prometheus, "prometheus", "", "Prometheus base URL, e.g. http://127.0.0.1:9090 (required)")
 	fs.DurationVar(&opt.Since, "since", 24*time.Hour, "the analysis window, ending now")
 	fs.Var(&sidecars, "sidecar", "a sidecar's base URL, for crash groups and dumps (repeatable)")
+	fs.Var(&match, "match", "a label matcher every query carries, e.g. namespace=games or cluster=~\"eu-.*\" (repeatable)")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the sidecars' bearer token")
 	fs.StringVar(&format, "format", FormatMarkdown, "markdown or html (one self-contained file)")
 	fs.StringVar(&out, "o", "-", "output file (- for standard output)")
@@ -66,6 +68,7 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return cli.Usagef("report: -format must be markdown or html, not %q", format)
 	}
 	opt.Sidecars = sidecars
+	opt.Match = match
 	if tokenFile != "" {
 		tok, err := bearer.ReadTokenFile(tokenFile)
 		if err != nil {

@@ -53,6 +53,7 @@ type Options struct {
 	Since      time.Duration // the analysis window, ending at Now; default 24h
 	Sidecars   []string      // sidecar base URLs, for crash groups and dumps
 	Token      string        // bearer token for the sidecars, if they need one
+	Match      []Matcher     // label matchers every query carries (-match)
 	Now        time.Time     // end of the window; default time.Now()
 	Client     *http.Client  // default: 30s timeout
 }
@@ -64,6 +65,7 @@ type Report struct {
 	Since      time.Duration
 	Prometheus string
 	Sidecars   []string
+	Match      []string // the -match matchers, in PromQL
 	Summary    string
 	Services   []Service
 	CrashSites []CrashSite
@@ -189,6 +191,9 @@ func Gather(ctx context.Context, opt Options) (*Report, error) {
 		step: max(opt.Since/600, time.Second).Round(time.Second)}
 	g.rep = &Report{Generated: time.Now(), From: opt.Now.Add(-opt.Since), To: opt.Now, Since: opt.Since,
 		Prometheus: opt.Prometheus, Sidecars: opt.Sidecars}
+	for _, m := range opt.Match {
+		g.rep.Match = append(g.rep.Match, m.String())
+	}
 	if err := g.services(ctx); err != nil {
 		return nil, err
 	}
@@ -237,8 +242,22 @@ func (g *gatherer) rangeQuery(ctx context.Context, purpose, expr string) (model.
 // everything counted before its first scrape, the whole first burst of an
 // incident. A series that went down (a reset) counts its drop as nothing.
 func (g *gatherer) windowCount(m metrics.Metric, by ...string) string {
+	sel := g.sel(m.Name)
 	return fmt.Sprintf(`sum by (%s) (clamp_min(%s - (%s offset %s or %s * 0), 0))`,
-		strings.Join(by, ", "), m.Name, m.Name, g.win, m.Name)
+		strings.Join(by, ", "), sel, sel, g.win, sel)
+}
+
+// sel is a selector for metric name with the -match matchers and more.
+func (g *gatherer) sel(name string, more ...string) string {
+	ms := make([]string, 0, len(g.opt.Match)+len(more))
+	for _, m := range g.opt.Match {
+		ms = append(ms, m.String())
+	}
+	ms = append(ms, more...)
+	if len(ms) == 0 {
+		return name
+	}
+	return name + "{" + strings.Join(ms, ", ") + "}"
 }
 
 // byService returns each sample's value by its service label.
@@ -262,25 +281,25 @@ func (g *gatherer) services(ctx context.Context) error {
 	}
 	figures := []figure{
 		{"Services (every scraped target with a service label)",
-			fmt.Sprintf(`count by (%s) (%s{%s!=""})`, svc, metrics.Up.Name, svc), func(*Service, float64) {}},
+			fmt.Sprintf(`count by (%s) (%s)`, svc, g.sel(metrics.Up.Name, svc+`!=""`)), func(*Service, float64) {}},
 		{"Stacktraces: panics counted in the window",
 			g.windowCount(metrics.Panics, svc), func(s *Service, v float64) { s.Stacktraces = v }},
 		{"Stacktrace files on disk now",
-			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.StacktraceFiles.Name), func(s *Service, v float64) { s.Files = v }},
+			fmt.Sprintf(`max by (%s) (%s)`, svc, g.sel(metrics.StacktraceFiles.Name)), func(s *Service, v float64) { s.Files = v }},
 		{"Latest occurrence: newest panic file's time",
-			fmt.Sprintf(`max by (%s) (%s) > 0`, svc, metrics.LastPanicTimestamp.Name), func(s *Service, v float64) { s.Last = unix(v) }},
+			fmt.Sprintf(`max by (%s) (%s) > 0`, svc, g.sel(metrics.LastPanicTimestamp.Name)), func(s *Service, v float64) { s.Last = unix(v) }},
 		{"Memory in use",
-			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.MemoryInUse.Name), func(s *Service, v float64) { s.MemoryInUse = v }},
+			fmt.Sprintf(`max by (%s) (%s)`, svc, g.sel(metrics.MemoryInUse.Name)), func(s *Service, v float64) { s.MemoryInUse = v }},
 		{"Memory limit",
-			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.MemoryLimit.Name), func(s *Service, v float64) { s.MemoryLimit = v }},
+			fmt.Sprintf(`max by (%s) (%s)`, svc, g.sel(metrics.MemoryLimit.Name)), func(s *Service, v float64) { s.MemoryLimit = v }},
 		{"Writes to a nil session in the window",
 			g.windowCount(metrics.NilSessionAttempts, svc), func(s *Service, v float64) { s.NilSessions = v }},
 		{"Closed-session warnings (the graceful path) in the window",
 			g.windowCount(metrics.ClosedSessionWarnings, svc), func(s *Service, v float64) { s.ClosedSessionWarnings = v }},
 		{"Peak goroutines in the window (the sidecar's scrape of the server)",
-			fmt.Sprintf(`max by (%s) (max_over_time(%s[%s]))`, svc, metrics.Goroutines.Name, g.win), func(s *Service, v float64) { s.Goroutines = v }},
+			fmt.Sprintf(`max by (%s) (max_over_time(%s[%s]))`, svc, g.sel(metrics.Goroutines.Name), g.win), func(s *Service, v float64) { s.Goroutines = v }},
 		{"Goroutines the runtime proved leaked",
-			fmt.Sprintf(`max by (%s) (%s)`, svc, metrics.GoroutinesLeaked.Name), func(s *Service, v float64) { s.Leaked = v }},
+			fmt.Sprintf(`max by (%s) (%s)`, svc, g.sel(metrics.GoroutinesLeaked.Name)), func(s *Service, v float64) { s.Leaked = v }},
 	}
 	all := map[string]*Service{}
 	get := func(name string) *Service {
@@ -300,6 +319,19 @@ func (g *gatherer) services(ctx context.Context) error {
 			}
 		}
 	}
+	// One service name in several clusters or namespaces (staging beside
+	// production) would add their figures up: say so, and how to narrow.
+	mixed, err := g.instant(ctx, "Services scraped in more than one cluster or namespace",
+		fmt.Sprintf(`count by (%s) (count by (%s, %s, %s) (%s)) > 1`, svc, svc, metrics.LabelCluster, metrics.LabelNamespace,
+			g.sel(metrics.Up.Name, svc+`!=""`)))
+	if err != nil {
+		return err
+	}
+	for _, s := range mixed {
+		g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf(
+			"%s is scraped in %.0f clusters or namespaces and its figures add them up; narrow the report with -match namespace=NAME or -match cluster=NAME",
+			s.Metric[metrics.LabelService], float64(s.Value)))
+	}
 	bets, err := g.instant(ctx, "Bets settled in the window, by outcome",
 		g.windowCount(metrics.BetResults, svc, metrics.LabelOutcome))
 	if err != nil {
@@ -311,7 +343,7 @@ func (g *gatherer) services(ctx context.Context) error {
 		}
 	}
 	suspects, err := g.instant(ctx, "Leak suspects: goroutines parked or growing at one location",
-		fmt.Sprintf(`max by (%s, %s) (%s{%s!=%q})`, svc, metrics.LabelLocation, metrics.LeakSuspects.Name, metrics.LabelSignal, metrics.SignalRuntime))
+		fmt.Sprintf(`max by (%s, %s) (%s)`, svc, metrics.LabelLocation, g.sel(metrics.LeakSuspects.Name, fmt.Sprintf("%s!=%q", metrics.LabelSignal, metrics.SignalRuntime))))
 	if err != nil {
 		return err
 	}
@@ -324,7 +356,7 @@ func (g *gatherer) services(ctx context.Context) error {
 	}
 	// First occurrence: the first step at which the panic counter rose.
 	counters, err := g.rangeQuery(ctx, "First occurrence: the panic counter over the window",
-		fmt.Sprintf(`sum by (%s) (%s)`, svc, metrics.Panics.Name))
+		fmt.Sprintf(`sum by (%s) (%s)`, svc, g.sel(metrics.Panics.Name)))
 	if err != nil {
 		return err
 	}
@@ -370,6 +402,17 @@ func unix(v float64) time.Time {
 	return time.Unix(0, int64(v*1e9)).UTC()
 }
 
+// selected reports whether labels pass every -match matcher, for what
+// comes from Prometheus' alerts API rather than a query.
+func (g *gatherer) selected(ls model.LabelSet) bool {
+	for _, m := range g.opt.Match {
+		if !m.Matches(ls) {
+			return false
+		}
+	}
+	return true
+}
+
 // alerts reads the firing alerts (status, runbooks) and the timeline of
 // pending and firing states.
 func (g *gatherer) alerts(ctx context.Context) error {
@@ -380,7 +423,7 @@ func (g *gatherer) alerts(ctx context.Context) error {
 	}
 	status := map[string]string{}
 	for _, a := range res.Alerts {
-		if a.State != v1.AlertStateFiring {
+		if a.State != v1.AlertStateFiring || !g.selected(a.Labels) {
 			continue
 		}
 		fa := FiringAlert{
@@ -407,7 +450,7 @@ func (g *gatherer) alerts(ctx context.Context) error {
 	// Pending: when each alert became active, exactly, from ALERTS_FOR_STATE
 	// (its value); firing: the first step at which ALERTS says so.
 	active, err := g.instant(ctx, "Timeline: when each alert became active (pending)",
-		fmt.Sprintf(`min by (%s, %s) (min_over_time(%s[%s]))`, model.AlertNameLabel, metrics.LabelService, metrics.AlertsForState.Name, g.win))
+		fmt.Sprintf(`min by (%s, %s) (min_over_time(%s[%s]))`, model.AlertNameLabel, metrics.LabelService, g.sel(metrics.AlertsForState.Name), g.win))
 	if err != nil {
 		return err
 	}
@@ -418,7 +461,7 @@ func (g *gatherer) alerts(ctx context.Context) error {
 		}
 	}
 	firing, err := g.rangeQuery(ctx, "Timeline: when each alert was firing",
-		fmt.Sprintf(`max by (%s, %s) (%s{%s=%q})`, model.AlertNameLabel, metrics.LabelService, metrics.Alerts.Name, alertStateLabel, v1.AlertStateFiring))
+		fmt.Sprintf(`max by (%s, %s) (%s)`, model.AlertNameLabel, metrics.LabelService, g.sel(metrics.Alerts.Name, fmt.Sprintf("%s=%q", alertStateLabel, v1.AlertStateFiring))))
 	if err != nil {
 		return err
 	}
