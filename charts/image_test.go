@@ -1,8 +1,6 @@
 package charts_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
@@ -23,6 +21,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
 // Docker cannot run here, so these tests hold the Dockerfile to the chart:
@@ -358,8 +358,8 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 	if !isStatic(t, gsBin) {
 		t.Error("gameserver binary is dynamically linked; distroless/static cannot run it")
 	}
-	gs := start(t, gsBin, append(checkFlags(t, gsBin, local(gsC)), "-log.format=json"))
-	adminAddr := gs.field(t, "admin")
+	gs := proctest.Start(t, gsBin, append(checkFlags(t, gsBin, local(gsC)), "-log.format=json")...)
+	adminAddr := gs.Listening(t, 30*time.Second, "admin")["admin"]
 	for _, p := range []*corev1.Probe{gsC.LivenessProbe, gsC.ReadinessProbe, gsC.StartupProbe} {
 		if p != nil {
 			httpOK(t, "http://"+adminAddr+p.HTTPGet.Path)
@@ -375,7 +375,7 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 	}
 	// Built with GOEXPERIMENT=goroutineleakprofile, the leak profile is
 	// served, on the loopback pprof listener only.
-	pprofAddr := gs.field(t, "pprof")
+	pprofAddr := gs.Listening(t, 30*time.Second, "pprof")["pprof"]
 	httpOK(t, "http://"+pprofAddr+"/debug/pprof/goroutineleak?debug=1")
 	if r, err := http.Get("http://" + adminAddr + "/debug/pprof/goroutine"); err != nil {
 		t.Error(err)
@@ -400,8 +400,8 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 				args[i] = "-target=http://" + pprofAddr
 			}
 		}
-		sc := start(t, scBin, append(args, "-log.format=json"))
-		addr := sc.field(t, "addr")
+		sc := proctest.Start(t, scBin, append(args, "-log.format=json")...)
+		addr := sc.Listening(t, 30*time.Second, "addr")["addr"]
 		for _, p := range []*corev1.Probe{scC.LivenessProbe, scC.ReadinessProbe, scC.StartupProbe} {
 			if p != nil {
 				httpOK(t, "http://"+addr+p.HTTPGet.Path)
@@ -410,9 +410,9 @@ func TestImagesRunWithChartArgs(t *testing.T) {
 		if m := httpOK(t, "http://"+addr+"/metrics"); strings.Contains(m, `service="`) {
 			t.Errorf("sidecar /metrics sets a service label itself:\n%s", grep(m, `service="`))
 		}
-		sc.stop(t)
+		stop(t, sc)
 	}
-	gs.stop(t)
+	stop(t, gs)
 
 	lg := buildFromDockerfile(t, df, "loadgen", bin)
 	if !isStatic(t, lg) {
@@ -444,95 +444,19 @@ func checkFlags(t *testing.T, bin string, args []string) []string {
 	return kept
 }
 
-// proc is a started binary and the JSON log lines it has written.
-type proc struct {
-	cmd   *exec.Cmd
-	lines chan map[string]any
-	done  chan error
-	log   *bytes.Buffer
-
-	listening map[string]any // the "listening" line, once seen
-}
-
-func start(t *testing.T, bin string, args []string) *proc {
+// stop sends SIGTERM and wants a clean exit within 30s.
+func stop(t *testing.T, p *proctest.Proc) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, lines: make(chan map[string]any, 1024), done: make(chan error, 1), log: &bytes.Buffer{}}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		defer close(p.lines)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.log.Write(sc.Bytes())
-			p.log.WriteByte('\n')
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				select {
-				case p.lines <- m:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-copied
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-// field waits for the "listening" log line and returns one of its fields.
-func (p *proc) field(t *testing.T, key string) string {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for p.listening == nil {
-		select {
-		case m, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("%s exited before listening:\n%s", p.cmd.Path, p.log)
-			}
-			if m["msg"] == "listening" {
-				p.listening = m
-			}
-		case <-timeout:
-			t.Fatalf("%s did not log \"listening\" within 30s:\n%s", p.cmd.Path, p.log)
-		}
-	}
-	v, ok := p.listening[key].(string)
-	if !ok || v == "" {
-		t.Fatalf("listening line without %q: %v", key, p.listening)
-	}
-	return v
-}
-
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("%s after SIGTERM: %v\n%s", filepath.Base(p.cmd.Path), err, p.log)
+	case <-p.Exited():
+		if err := p.Err(); err != nil {
+			t.Errorf("%s after SIGTERM: %v\n%s", p, err, p.Logs())
 		}
 	case <-time.After(30 * time.Second):
-		t.Errorf("%s ignored SIGTERM for 30s", filepath.Base(p.cmd.Path))
+		t.Errorf("%s ignored SIGTERM for 30s", p)
 	}
 }
 

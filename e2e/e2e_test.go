@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -21,16 +20,16 @@ import (
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	"go.uber.org/goleak"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stackwatch/stackwatch/alerts"
 	"github.com/stackwatch/stackwatch/dashboards"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 // Test-only timings. The shipped rules and routing are used as they are,
 // except for these (see overlayRules and overlayAlertmanager).
@@ -71,23 +70,15 @@ func TestAlertsAndDashboards(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 
 	// Binaries, built the way make builds them.
-	bin := t.TempDir()
-	gameserverBin, err := build(ctx, root, bin, "gameserver", "GOEXPERIMENT=goroutineleakprofile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loadgenBin, err := build(ctx, root, bin, "loadgen")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sidecarBin, err := build(ctx, root, bin, "sidecar")
-	if errors.Is(err, errMissing) {
+	gameserverBin := proctest.Build(t, "../cmd/gameserver", "GOEXPERIMENT=goroutineleakprofile")
+	loadgenBin := proctest.Build(t, "../cmd/loadgen")
+	sidecarBin := ""
+	if _, err := os.Stat(filepath.Join(root, "cmd", "sidecar")); err != nil {
 		// Carry on: the alert needs only the game servers, and the sidecar
 		// panels below fail one by one, naming what is missing.
 		t.Errorf("cmd/sidecar does not exist (issues 3 and 4): running without sidecars: %v", err)
-		sidecarBin = ""
-	} else if err != nil {
-		t.Fatal(err)
+	} else {
+		sidecarBin = proctest.Build(t, "../cmd/sidecar")
 	}
 
 	// The pager and the ops channel.
@@ -111,15 +102,15 @@ func TestAlertsAndDashboards(t *testing.T) {
 		if s.legacy {
 			args = append(args, "-legacy")
 		}
-		m := start(t, s.name, gameserverBin, args...).listening(t, 30*time.Second)
-		s.addr, s.admin = addr(t, m, "addr"), addr(t, m, "admin")
+		m := proctest.Start(t, gameserverBin, args...).Listening(t, 30*time.Second, "addr", "admin")
+		s.addr, s.admin = m["addr"], m["admin"]
 		if sidecarBin == "" {
 			continue
 		}
-		m = start(t, s.name+"-sidecar", sidecarBin, "-log.format=json", "-service", s.name, "-log-dir", logDir,
+		m = proctest.Start(t, sidecarBin, "-log.format=json", "-service", s.name, "-log-dir", logDir,
 			"-data-dir", filepath.Join(dir, "sidecar"), "-listen", "127.0.0.1:0", "-target", "http://"+s.admin).
-			listening(t, 30*time.Second)
-		s.sidecar = addr(t, m, "addr")
+			Listening(t, 30*time.Second, "addr")
+		s.sidecar = m["addr"]
 	}
 
 	// Alertmanager with the shipped routing; only the URLs change.
@@ -148,9 +139,9 @@ func TestAlertsAndDashboards(t *testing.T) {
 	began := time.Now()
 
 	// The same load against both: players who disconnect mid-bet.
-	loads := map[string]*proc{}
+	loads := map[string]*proctest.Proc{}
 	for _, s := range services {
-		loads[s.name] = start(t, "loadgen-"+s.name, loadgenBin, "-addr", s.addr, "-clients", "20",
+		loads[s.name] = proctest.Start(t, loadgenBin, "-addr", s.addr, "-clients", "20",
 			"-duration", loadDuration.String(), "-disconnect", "0.3", "-json", "-progress", "0")
 	}
 
@@ -328,12 +319,12 @@ func TestAlertsAndDashboards(t *testing.T) {
 		// The patched server loses nothing; the legacy one is expected to.
 		p := loads["forestteaparty"]
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 		case <-time.After(loadDuration + time.Minute):
 			t.Fatalf("loadgen against forestteaparty did not finish")
 		}
-		if p.waitErr != nil {
-			t.Errorf("loadgen against the patched forestteaparty: %v\n%s", p.waitErr, tail(p.log, 5))
+		if err := p.Err(); err != nil {
+			t.Errorf("loadgen against the patched forestteaparty: %v\n%s", err, p.Tail())
 		}
 	})
 }

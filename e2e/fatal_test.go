@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
@@ -37,15 +38,8 @@ func TestFatalCrashPages(t *testing.T) {
 	cfg := alerts.Default()
 	client := &http.Client{Timeout: 10 * time.Second}
 
-	bin := t.TempDir()
-	gsBin, err := build(ctx, root, bin, "gameserver", "GOEXPERIMENT=goroutineleakprofile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scBin, err := build(ctx, root, bin, "sidecar")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gsBin := proctest.Build(t, "../cmd/gameserver", "GOEXPERIMENT=goroutineleakprofile")
+	scBin := proctest.Build(t, "../cmd/sidecar")
 	// Fault injection and the sidecar's fatal counter are issue 13's work on
 	// other branches; until they land, say which is missing (in CI, fail).
 	waitsFor := func(msg string) {
@@ -59,18 +53,18 @@ func TestFatalCrashPages(t *testing.T) {
 	}
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
-	gs := start(t, "wilddiggr", gsBin, "-log.format=json", "-game", "wilddig", "-service", "wilddiggr", "-fault-injection",
+	gs := proctest.Start(t, gsBin, "-log.format=json", "-game", "wilddig", "-service", "wilddiggr", "-fault-injection",
 		"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
 		"-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
 	// Without -fault-injection (issue 13 item 2) the server exits at once
 	// and listening fails with its usage error.
-	m := gs.listening(t, 30*time.Second)
-	admin, pprof := addr(t, m, "admin"), addr(t, m, "pprof")
+	m := gs.Listening(t, 30*time.Second, "admin", "pprof")
+	admin, pprof := m["admin"], m["pprof"]
 	svc := &service{name: "wilddiggr", admin: admin}
-	m = start(t, "wilddiggr-sidecar", scBin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir,
+	m = proctest.Start(t, scBin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir,
 		"-data-dir", filepath.Join(dir, "sidecar"), "-listen", "127.0.0.1:0", "-target", "http://"+pprof).
-		listening(t, 30*time.Second)
-	svc.sidecar = addr(t, m, "addr")
+		Listening(t, 30*time.Second, "addr")
+	svc.sidecar = m["addr"]
 	if r, err := client.Get("http://" + svc.sidecar + "/metrics"); err == nil {
 		b, _ := io.ReadAll(r.Body)
 		r.Body.Close()
@@ -101,8 +95,8 @@ func TestFatalCrashPages(t *testing.T) {
 		}
 	} // an error is fine: the server may die before it answers
 	select {
-	case <-gs.exited:
-		if gs.waitErr == nil {
+	case <-gs.Exited():
+		if gs.Err() == nil {
 			t.Errorf("the game server exited 0 after a fatal error")
 		}
 	case <-time.After(20 * time.Second):

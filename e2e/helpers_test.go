@@ -20,27 +20,3 @@ func TestHumanized(t *testing.T) {
 		}
 	}
 }
-
-func TestParseLogLine(t *testing.T) {
-	for in, want := range map[string]map[string]any{
-		`{"msg":"listening","addr":"127.0.0.1:1"}`:                                 {"msg": "listening", "addr": "127.0.0.1:1"},
-		`time=2026-11-30T14:03:54Z level=INFO msg=listening addr=127.0.0.1:1 x=""`: {"time": "2026-11-30T14:03:54Z", "level": "INFO", "msg": "listening", "addr": "127.0.0.1:1", "x": ""},
-		`level=INFO msg="fatal errors are copied" file=/a`:                         {"level": "INFO", "msg": "fatal errors are copied", "file": "/a"},
-	} {
-		got := parseLogLine([]byte(in))
-		if len(got) != len(want) {
-			t.Errorf("%s: got %v, want %v", in, got, want)
-			continue
-		}
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%s: %s = %v, want %v", in, k, got[k], v)
-			}
-		}
-	}
-	for _, bad := range []string{"goroutine 1 [running]:", `msg="unterminated`, "plain text"} {
-		if m := parseLogLine([]byte(bad)); m["msg"] != nil {
-			t.Errorf("%q parsed as %v", bad, m)
-		}
-	}
-}

@@ -58,7 +58,7 @@ func TestLegacyLeakScrapesThenSIGTERMExitsCleanly(t *testing.T) {
 	}
 
 	// And while shutting down.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -66,10 +66,10 @@ func TestLegacyLeakScrapesThenSIGTERMExitsCleanly(t *testing.T) {
 			break // the listener closed
 		}
 	}
-	if err := p.wait(t, 30*time.Second); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, tail(p.stderr.String(), 3000))
+	if err := p.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, tail(p.Logs(), 3000))
 	}
-	if log := p.stderr.String(); strings.Contains(log, "fatal error:") || !strings.Contains(log, `"msg":"stopped"`) {
+	if log := p.Logs(); strings.Contains(log, "fatal error:") || !strings.Contains(log, `"msg":"stopped"`) {
 		t.Fatalf("unclean exit:\n%s", tail(log, 3000))
 	}
 }

@@ -122,14 +122,14 @@ func TestUnackedOutboxStaysBounded(t *testing.T) {
 			t.Fatalf("reconnect %d: backlog starts at %s, want %s (the oldest bet)", i, got[0], first)
 		}
 		c.conn.Close()
-		switch r := rss(t, p.cmd.Process.Pid); {
+		switch r := rss(t, p.Pid()); {
 		case i == 2:
 			base = r
 		case i > 2 && r > base+32<<20:
 			t.Fatalf("RSS grew from %d MB to %d MB over %d reconnects", base>>20, r>>20, i-2)
 		}
 	}
-	t.Logf("RSS %d MB after 20 reconnects", rss(t, p.cmd.Process.Pid)>>20)
+	t.Logf("RSS %d MB after 20 reconnects", rss(t, p.Pid())>>20)
 
 	// Acking brings the rest, in bet order, none dropped.
 	c, _ := login(t, addr, "whale")
@@ -146,7 +146,7 @@ func TestUnackedOutboxStaysBounded(t *testing.T) {
 		seen[r.BetID] = true
 		c.send(protocol.TypeAck, protocol.Ack{BetID: r.BetID})
 	}
-	if r := rss(t, p.cmd.Process.Pid); r > base+64<<20 {
+	if r := rss(t, p.Pid()); r > base+64<<20 {
 		t.Errorf("RSS %d MB after the drain (base %d MB)", r>>20, base>>20)
 	}
 }

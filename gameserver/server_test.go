@@ -3,13 +3,12 @@ package gameserver_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/protocol"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 func TestBetRoundTrip(t *testing.T) {
 	for _, g := range []string{"goldenclover", "wilddig", "forestteaparty"} {

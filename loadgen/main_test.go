@@ -3,7 +3,7 @@ package loadgen
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }

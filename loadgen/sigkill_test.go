@@ -1,15 +1,7 @@
 package loadgen_test
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,88 +11,28 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/loadgen"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
-// buildGameserver compiles cmd/gameserver into dir.
-func buildGameserver(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "gameserver")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gameserver")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/gameserver: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // proc is a game server running as a child process.
 type proc struct {
-	cmd         *exec.Cmd
+	*proctest.Proc
 	addr, admin string
-	stderrDone  chan struct{}
-	waited      bool
 }
 
 // startProc runs the gameserver binary and waits for its "listening" line.
 func startProc(t *testing.T, bin, listen, logDir, dataDir string) (*proc, error) {
 	t.Helper()
-	cmd := exec.Command(bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
+	p := proctest.Start(t, bin, "-game", "wilddig", "-listen", listen, "-admin", "127.0.0.1:0",
 		"-log-dir", logDir, "-data-dir", dataDir, "-log.format", "json", "-bet-history", "1s")
-	stderr, err := cmd.StderrPipe()
+	m, err := p.WaitListening(30 * time.Second)
 	if err != nil {
+		p.Stop(t, syscall.SIGKILL)
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, stderrDone: make(chan struct{})}
-	listening := make(chan [2]string, 1)
-	var tail strings.Builder // the last lines, for a failure message
-	var tailMu sync.Mutex
-	go func() {
-		defer close(p.stderrDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line struct{ Msg, Addr, Admin string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				listening <- [2]string{line.Addr, line.Admin}
-			}
-			tailMu.Lock()
-			if tail.Len() < 4096 {
-				tail.WriteString(sc.Text() + "\n")
-			}
-			tailMu.Unlock()
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
-	select {
-	case a := <-listening:
-		p.addr, p.admin = a[0], a[1]
-		return p, nil
-	case <-p.stderrDone:
-		p.kill(syscall.SIGKILL)
-		tailMu.Lock()
-		defer tailMu.Unlock()
-		return nil, fmt.Errorf("gameserver exited before listening:\n%s", tail.String())
-	case <-time.After(30 * time.Second):
-		p.kill(syscall.SIGKILL)
-		return nil, fmt.Errorf("gameserver did not log \"listening\" within 30s")
-	}
-}
-
-// kill signals the process and reaps it.
-func (p *proc) kill(sig syscall.Signal) {
-	if p.waited {
-		return
-	}
-	p.waited = true
-	p.cmd.Process.Signal(sig)
-	<-p.stderrDone
-	p.cmd.Wait()
+	return &proc{Proc: p, addr: m["addr"], admin: m["admin"]}, nil
 }
 
 func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
@@ -125,7 +57,7 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a server process; skipped with -short")
 	}
-	bin := buildGameserver(t, t.TempDir())
+	bin := proctest.Build(t, "../cmd/gameserver")
 	logDir, dataDir := t.TempDir(), t.TempDir()
 	first, err := startProc(t, bin, "127.0.0.1:0", logDir, dataDir)
 	if err != nil {
@@ -155,7 +87,7 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 		}
 		return settled >= 300
 	})
-	first.kill(syscall.SIGKILL)
+	first.Stop(t, syscall.SIGKILL)
 
 	// Same port if the kernel lets us have it back; else a new one, which
 	// the players follow.
@@ -194,7 +126,7 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 	if sum.DialFailures == 0 && sum.Reconnects <= sum.Disconnects {
 		t.Fatalf("no player noticed the kill: %s", sum)
 	}
-	second.kill(syscall.SIGTERM)
+	second.Stop(t, syscall.SIGTERM)
 	if files := stacktraceFiles(t, logDir); len(files) != 0 {
 		t.Fatalf("stacktrace files after the crash: %v", files)
 	}

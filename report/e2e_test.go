@@ -1,7 +1,6 @@
 package report_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	"go.uber.org/goleak"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stackwatch/stackwatch/alerts"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/internal/promtest"
 	"github.com/stackwatch/stackwatch/loadgen"
 	"github.com/stackwatch/stackwatch/metrics"
@@ -31,9 +29,7 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 // svc is one game service: the real game server binary, and its sidecar
 // in this process, on real TCP.
@@ -45,73 +41,25 @@ type svc struct {
 	prof        *profiler.Profiler
 }
 
-// buildGameServer builds cmd/gameserver as the Makefile does, with the
-// runtime's goroutine leak profile.
-func buildGameServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gameserver")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gameserver")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "GOEXPERIMENT=goroutineleakprofile")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/gameserver: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startGameServer runs the binary and reads its listeners from the
-// {"msg":"listening"} line it logs.
-func startGameServer(t *testing.T, bin, game, logDir string, legacy bool) (addr, admin string) {
+// startGameServer runs cmd/gameserver, built as the Makefile builds it
+// (with the runtime's goroutine leak profile), and reads its listeners
+// from the {"msg":"listening"} line it logs.
+func startGameServer(t *testing.T, game, logDir string, legacy bool) (addr, admin string) {
 	t.Helper()
 	args := []string{"-game", game, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-log-dir", logDir,
 		"-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json"}
 	if legacy {
 		args = append(args, "-legacy")
 	}
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listening := make(chan map[string]string, 1)
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			var m map[string]any
-			if !sent && json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
-				a, _ := m["addr"].(string)
-				ad, _ := m["admin"].(string)
-				listening <- map[string]string{"addr": a, "admin": ad}
-				sent = true
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		<-drained
-		cmd.Wait()
-	})
-	select {
-	case m := <-listening:
-		return m["addr"], m["admin"]
-	case <-drained:
-		t.Fatalf("gameserver %s exited before listening", game)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("gameserver %s did not listen within 30s", game)
-	}
-	return "", ""
+	bin := proctest.Build(t, "../cmd/gameserver", "GOEXPERIMENT=goroutineleakprofile")
+	m := proctest.Start(t, bin, args...).Listening(t, 30*time.Second)
+	return m["addr"], m["admin"]
 }
 
-func startService(t *testing.T, bin, name, game string, legacy bool) *svc {
+func startService(t *testing.T, name, game string, legacy bool) *svc {
 	t.Helper()
 	logDir := t.TempDir()
-	addr, admin := startGameServer(t, bin, game, logDir, legacy)
+	addr, admin := startGameServer(t, game, logDir, legacy)
 	quiet := slog.New(slog.DiscardHandler)
 	sc, err := sidecar.New(sidecar.Config{Service: name, LogDir: logDir, DataDir: t.TempDir(),
 		Settle: 50 * time.Millisecond, TailInterval: 50 * time.Millisecond, Logger: quiet})
@@ -249,11 +197,10 @@ func TestReportFromLivePrometheus(t *testing.T) {
 		t.Skip("runs three game servers under load and Prometheus")
 	}
 	promtest.Binary(t, "prometheus") // skip (in CI, fail) before the build
-	gs := buildGameServer(t)
 	services := []*svc{
-		startService(t, gs, "wilddiggr", "wilddig", true),
-		startService(t, gs, "forestteaparty", "forestteaparty", true),
-		startService(t, gs, "goldenclover", "goldenclover", false),
+		startService(t, "wilddiggr", "wilddig", true),
+		startService(t, "forestteaparty", "forestteaparty", true),
+		startService(t, "goldenclover", "goldenclover", false),
 	}
 	config, pendingFor := writeConfig(t, services)
 	promURL := promtest.StartPrometheus(t, config).URL

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
@@ -203,16 +203,13 @@ func BenchmarkSidecarVsMtail(b *testing.B) {
 	os.WriteFile(stream, nil, 0o644)
 	os.WriteFile(filepath.Join(progDir, "panics.mtail"), []byte(mtailProg), 0o644)
 
-	bin := filepath.Join(root, "sidecar")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/stackwatch/stackwatch/cmd/sidecar").CombinedOutput(); err != nil {
-		b.Fatalf("build sidecar: %v\n%s", err, out)
-	}
-	sc := startProcess(b, exec.Command(bin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir,
-		"-listen", "127.0.0.1:0", "-server-log", "-"), "")
+	bin := proctest.Build(b, "github.com/stackwatch/stackwatch/cmd/sidecar")
+	sc := startProcess(b, "", bin, "-log.format=json", "-service", "wilddiggr", "-log-dir", logDir, "-data-dir", dataDir,
+		"-listen", "127.0.0.1:0", "-server-log", "-")
 	port := freePort(b)
-	mt := startProcess(b, exec.Command(mtailBin, "-progs", progDir, "-logs", stream,
+	mt := startProcess(b, "127.0.0.1:"+port, mtailBin, "-progs", progDir, "-logs", stream,
 		"-logs", filepath.Join(logDir, "*.stacktrace.log"), "-address", "127.0.0.1", "-port", port,
-		"-logtostderr"), "127.0.0.1:"+port)
+		"-logtostderr")
 	sidecarURL, mtailURL := "http://"+sc.addr+"/metrics", "http://"+mt.addr+"/metrics"
 
 	// Idle.
@@ -334,52 +331,26 @@ func BenchmarkSidecarVsMtail(b *testing.B) {
 
 // process is a benchmarked child process.
 type process struct {
-	cmd  *exec.Cmd
+	*proctest.Proc
 	addr string
 }
 
-// startProcess starts cmd; with addr empty it reads the sidecar's
+// startProcess starts bin; with addr empty it reads the sidecar's
 // "listening" log line, else it waits until addr answers HTTP.
-func startProcess(b *testing.B, cmd *exec.Cmd, addr string) *process {
+func startProcess(b *testing.B, addr, bin string, args ...string) *process {
 	b.Helper()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p := &process{cmd: cmd, addr: addr}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
-				found <- rec.Addr
-			}
-		}
-	}()
-	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
 	deadline := time.Now().Add(10 * time.Second)
+	p := &process{Proc: proctest.Start(b, bin, args...), addr: addr}
+	if p.addr == "" {
+		p.addr = p.Listening(b, time.Until(deadline), "addr")["addr"]
+	}
 	for {
-		if p.addr == "" {
-			select {
-			case p.addr = <-found:
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		if p.addr != "" {
-			if r, err := http.Get("http://" + p.addr + "/metrics"); err == nil {
-				r.Body.Close()
-				return p
-			}
+		if r, err := http.Get("http://" + p.addr + "/metrics"); err == nil {
+			r.Body.Close()
+			return p
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%s did not come up", cmd.Path)
+			b.Fatalf("%s did not come up", p)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -392,7 +363,7 @@ type usage struct {
 
 func (p *process) usage() usage {
 	u := usage{at: time.Now()}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 	if err != nil {
 		return u
 	}
@@ -417,7 +388,7 @@ type rss struct{ total, anon, file float64 }
 
 func (p *process) rss() rss {
 	var r rss
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return r
 	}

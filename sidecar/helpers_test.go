@@ -13,14 +13,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/metrics"
 	"github.com/stackwatch/stackwatch/sidecar/crash"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 // session stands in for the game's player session: an interface, as in the
 // server, so a missing one is the nil interface and prints as {0x0, 0x0}.

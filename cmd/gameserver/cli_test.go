@@ -107,15 +107,14 @@ func TestLogFormatJSON(t *testing.T) {
 	dir := t.TempDir()
 	p := start(t, bin, "-game", "wilddig", "-log.format", "json",
 		"-log-dir", filepath.Join(dir, "log"), "-data-dir", filepath.Join(dir, "data"))
-	p.cmd.Process.Signal(os.Interrupt)
-	<-p.exited
-	for line := range strings.Lines(p.stderr.String()) {
+	p.Stop(t, os.Interrupt)
+	for line := range strings.Lines(p.Logs()) {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("not JSON: %q", line)
 		}
 	}
-	if !strings.Contains(p.stderr.String(), `"msg":"stopped"`) {
-		t.Errorf("no stopped line:\n%s", p.stderr)
+	if !strings.Contains(p.Logs(), `"msg":"stopped"`) {
+		t.Errorf("no stopped line:\n%s", p.Logs())
 	}
 }
 
@@ -183,19 +182,17 @@ func TestCrashOutputFileLifecycle(t *testing.T) {
 	logDir := filepath.Join(dir, "log")
 	p := start(t, bin, "-game", "wilddig", "-log-dir", logDir, "-data-dir", filepath.Join(dir, "data"))
 	fatal, _ := filepath.Glob(filepath.Join(logDir, "fatal-*.stacktrace.log"))
-	if len(fatal) != 1 || !strings.HasSuffix(fatal[0], fmt.Sprintf("-%d.stacktrace.log", p.cmd.Process.Pid)) {
-		t.Fatalf("fatal files %v, want one for pid %d", fatal, p.cmd.Process.Pid)
+	if len(fatal) != 1 || !strings.HasSuffix(fatal[0], fmt.Sprintf("-%d.stacktrace.log", p.Pid())) {
+		t.Fatalf("fatal files %v, want one for pid %d", fatal, p.Pid())
 	}
 	if fi, err := os.Stat(fatal[0]); err != nil || fi.Size() != 0 {
 		t.Fatalf("%s: %v, size %d", fatal[0], err, fi.Size())
 	}
-	if !strings.Contains(p.stderr.String(), fatal[0]) {
-		t.Errorf("the log does not name %s:\n%s", fatal[0], p.stderr)
+	if !strings.Contains(p.Logs(), fatal[0]) {
+		t.Errorf("the log does not name %s:\n%s", fatal[0], p.Logs())
 	}
-	p.cmd.Process.Signal(os.Interrupt)
-	<-p.exited
-	if p.err != nil {
-		t.Fatalf("exit: %v\n%s", p.err, p.stderr)
+	if err := p.Stop(t, os.Interrupt); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.Logs())
 	}
 	if _, err := os.Stat(fatal[0]); !os.IsNotExist(err) {
 		t.Errorf("after a clean exit %s: %v", fatal[0], err)

@@ -32,14 +32,10 @@ func TestFaultFatalLeavesTrace(t *testing.T) {
 			t.Fatalf("kind=fatal: %s", resp.Status)
 		}
 	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("still running 30s after kind=fatal")
-	}
+	err := p.Wait(t, 30*time.Second)
 	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) || ee.ExitCode() == 0 {
-		t.Fatalf("exit %v, want a non-zero status", p.err)
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("exit %v, want a non-zero status", err)
 	}
 	fatal, _ := filepath.Glob(filepath.Join(logDir, "fatal-*.stacktrace.log"))
 	if len(fatal) != 1 {
@@ -62,8 +58,8 @@ func TestFaultFatalLeavesTrace(t *testing.T) {
 		t.Log("the crash output now carries the runtime's message: golang/go#76859 is fixed")
 	}
 	// stderr has it all, as before.
-	if !strings.Contains(p.stderr.String(), "fatal error: concurrent map writes\n") || !site.MatchString(p.stderr.String()) {
-		t.Errorf("stderr lacks the fatal error or its trace:\n%s", p.stderr)
+	if !strings.Contains(p.Logs(), "fatal error: concurrent map writes\n") || !site.MatchString(p.Logs()) {
+		t.Errorf("stderr lacks the fatal error or its trace:\n%s", p.Logs())
 	}
 }
 

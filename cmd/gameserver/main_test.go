@@ -1,165 +1,42 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/protocol"
 	"github.com/stackwatch/stackwatch/gameserver/ticket"
-)
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
 // buildServer compiles this command once per test binary, as the Makefile
 // does: with GOEXPERIMENT=goroutineleakprofile.
 func buildServer(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gameserver-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "gameserver")
-		build := exec.Command("go", "build", "-o", binPath, ".")
-		build.Env = append(os.Environ(), "GOEXPERIMENT=goroutineleakprofile")
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build with GOEXPERIMENT=goroutineleakprofile: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return proctest.Build(t, ".", "GOEXPERIMENT=goroutineleakprofile")
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	if err := goleak.Find(); code == 0 && err != nil {
-		fmt.Fprintln(os.Stderr, "goleak:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
+// proc is a running game server and the addresses it listens on.
 type proc struct {
-	cmd    *exec.Cmd
-	addr   string
-	admin  string
-	pprof  string
-	stderr *logBuffer
-	exited chan struct{} // closed once the process has exited
-	err    error         // cmd.Wait's result, set before exited closes
+	*proctest.Proc
+	addr, admin, pprof string
 }
 
 // start runs the server and waits for its "listening" line.
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}, args...)...)
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stderr: &logBuffer{}, exited: make(chan struct{})}
-	listening := make(chan map[string]string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			line := sc.Text()
-			p.stderr.WriteString(line + "\n")
-			if rec := parseLogLine(line); rec["msg"] == "listening" {
-				listening <- rec
-			}
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.exited
-	})
-	select {
-	case l := <-listening:
-		p.addr, p.admin, p.pprof = l["addr"], l["admin"], l["pprof"]
-	case <-p.exited:
-		t.Fatalf("server exited before listening: %v\n%s", p.err, p.stderr)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no listening line within 20s\n%s", p.stderr)
-	}
-	return p
-}
-
-// parseLogLine reads one log line in either -log.format: a JSON object, or
-// logfmt (key=value, values quoted when they need it).
-func parseLogLine(line string) map[string]string {
-	rec := map[string]string{}
-	var obj map[string]any
-	if json.Unmarshal([]byte(line), &obj) == nil {
-		for k, v := range obj {
-			rec[k] = fmt.Sprint(v)
-		}
-		return rec
-	}
-	for rest := line; rest != ""; {
-		k, v, ok := strings.Cut(strings.TrimLeft(rest, " "), "=")
-		if !ok {
-			break
-		}
-		if strings.HasPrefix(v, `"`) {
-			q, err := strconv.QuotedPrefix(v)
-			if err != nil {
-				break
-			}
-			rec[k], _ = strconv.Unquote(q)
-			rest = v[len(q):]
-			continue
-		}
-		v, rest, _ = strings.Cut(v, " ")
-		rec[k] = v
-	}
-	return rec
-}
-
-// logBuffer collects the server's stderr while the test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) WriteString(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	p := proctest.Start(t, bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}, args...)...)
+	m := p.Listening(t, 20*time.Second)
+	return &proc{Proc: p, addr: m["addr"], admin: m["admin"], pprof: m["pprof"]}
 }
 
 type client struct {
@@ -209,16 +86,11 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	if f := c.next(); f.Type != protocol.TypeBetResult {
 		t.Fatalf("got %s", f.Type)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if p.err != nil {
-			t.Fatalf("exit: %v\n%s", p.err, p.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit after SIGTERM")
+	p.Signal(syscall.SIGTERM)
+	if err := p.Wait(t, 20*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.Logs())
 	}
-	log := p.stderr.String()
+	log := p.Logs()
 	for _, want := range []string{"msg=stopped", "service=goldenclover"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("stderr lacks %s:\n%s", want, log)
@@ -251,8 +123,7 @@ func TestSIGKILLUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // deductions committed, settlements in flight
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
+	p.Stop(t, syscall.SIGKILL)
 
 	p2 := start(t, bin, args...)
 	for i := range players {
@@ -303,7 +174,7 @@ func TestSIGKILLUnderLoadLosesNothing(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(p2.stderr.String(), "settled bets left unsettled by the last run") {
+	if !strings.Contains(p2.Logs(), "settled bets left unsettled by the last run") {
 		t.Log("note: the kill landed when no bet was between deduction and settlement")
 	}
 }

@@ -7,61 +7,29 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/gameservertest"
 	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/internal/clitest"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/loadgen"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	if err := goleak.Find(); code == 0 && err != nil {
-		fmt.Fprintln(os.Stderr, "goleak:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 func startServer(t *testing.T, legacy bool) string {
 	t.Helper()
 	return gameservertest.Start(t, gameserver.Config{Legacy: legacy}).AddrString()
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
 // build compiles this command once per test binary.
 func build(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "loadgen-test-"); buildErr != nil {
-			return
-		}
-		if out, err := exec.Command("go", "build", "-o", binDir, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "loadgen")
+	return proctest.Build(t, ".")
 }
 
 func TestSmoke(t *testing.T) {

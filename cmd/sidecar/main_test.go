@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,129 +12,39 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"go.uber.org/goleak"
 
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
 	"github.com/stackwatch/stackwatch/internal/cli"
 	"github.com/stackwatch/stackwatch/internal/clitest"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/metrics"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 // binary builds cmd/sidecar once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sidecar-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "sidecar")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func binary(t *testing.T) string { return proctest.Build(t, ".") }
 
+// proc is a running sidecar.
 type proc struct {
-	cmd    *exec.Cmd
-	addr   string
-	logs   *bytes.Buffer
-	mu     *sync.Mutex
-	done   chan error
-	exited chan struct{} // closed once Wait returned
+	*proctest.Proc
+	addr string
 }
 
 // startProc runs the sidecar binary and waits for its "listening" line.
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"-log.format=json"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1), exited: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.Write(sc.Bytes())
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
-				addr <- rec.Addr
-			}
-		}
-		p.done <- cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	select {
-	case p.addr = <-addr:
-	case <-p.exited:
-		select {
-		case p.addr = <-addr: // listened, then exited: the caller checks
-		default:
-			t.Fatalf("exited before listening; logs:\n%s", p.logText())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no listening line; logs:\n%s", p.logText())
-	}
-	return p
-}
-
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
-	t.Helper()
-	p.cmd.Process.Signal(sig)
-	select {
-	case err := <-p.done:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar did not exit")
-	}
-	return nil
+	p := proctest.Start(t, binary(t), append([]string{"-log.format=json"}, args...)...)
+	return &proc{Proc: p, addr: p.Listening(t, 10*time.Second)["addr"]}
 }
 
 // scrape returns the value of the unlabelled (or summed) metric m.
@@ -178,7 +87,7 @@ func (p *proc) waitMetric(t *testing.T, m metrics.Metric, v float64) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v; logs:\n%s", m.Name, got, v, p.logText())
+			t.Fatalf("%s = %v, want %v; logs:\n%s", m.Name, got, v, p.Logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -231,8 +140,8 @@ func TestProcessSignalsAndRestart(t *testing.T) {
 	}
 
 	// SIGTERM: graceful, exit 0, state saved.
-	if err := p.stop(t, syscall.SIGTERM); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logText())
+	if err := p.Stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Logs())
 	}
 	writePanics(t, logDir, 1)
 	p = startProc(t, args...)
@@ -242,7 +151,7 @@ func TestProcessSignalsAndRestart(t *testing.T) {
 	// from the state, not from the files, so it holds even with the files
 	// gone (sync point: the saved state itself).
 	waitSaved(t, dataDir, 6)
-	p.stop(t, syscall.SIGKILL)
+	p.Stop(t, syscall.SIGKILL)
 	stash := t.TempDir()
 	moveAll(t, logDir, stash)
 	p = startProc(t, args...)
@@ -250,7 +159,7 @@ func TestProcessSignalsAndRestart(t *testing.T) {
 	if got := p.scrape(t, metrics.Panics); got != 6 {
 		t.Fatalf("panics after SIGKILL restart with the files gone: %v", got)
 	}
-	if err := p.stop(t, syscall.SIGINT); err != nil {
+	if err := p.Stop(t, syscall.SIGINT); err != nil {
 		t.Fatalf("exit after SIGINT: %v", err)
 	}
 
@@ -262,13 +171,13 @@ func TestProcessSignalsAndRestart(t *testing.T) {
 	p.waitMetric(t, metrics.Panics, 6)
 	writePanics(t, logDir, 2)
 	p.waitMetric(t, metrics.Panics, 8)
-	p.stop(t, syscall.SIGKILL)
+	p.Stop(t, syscall.SIGKILL)
 	if got := savedPanics(t, dataDir); got != 6 {
 		t.Fatalf("the state saved %v panics before the kill, want 6 (nothing saved since)", got)
 	}
 	p = startProc(t, slow...)
 	p.waitMetric(t, metrics.Panics, 8)
-	p.stop(t, syscall.SIGTERM)
+	p.Stop(t, syscall.SIGTERM)
 }
 
 // savedPanics reads stackwatch_panics_total from the state file.
@@ -423,12 +332,12 @@ func TestLandingPageBuildInfoAndZeroCounters(t *testing.T) {
 		}
 	}
 	p.waitMetric(t, metrics.LogDirMissing, 1)
-	if !strings.Contains(p.logText(), "log directory does not exist") {
-		t.Fatalf("no warning about the missing log directory:\n%s", p.logText())
+	if !strings.Contains(p.Logs(), "log directory does not exist") {
+		t.Fatalf("no warning about the missing log directory:\n%s", p.Logs())
 	}
 	os.MkdirAll(logDir, 0o755)
 	p.waitMetric(t, metrics.LogDirMissing, 0)
-	p.stop(t, syscall.SIGTERM)
+	p.Stop(t, syscall.SIGTERM)
 }
 
 // TestTokenGuessingThrottled: past the burst of wrong tokens the API
@@ -480,7 +389,7 @@ func TestTokenGuessingThrottled(t *testing.T) {
 	if got := value(metrics.AuthThrottled); got != float64(codes[http.StatusTooManyRequests]+1) {
 		t.Errorf("%s = %v, want %d", metrics.AuthThrottled.Name, got, codes[http.StatusTooManyRequests]+1)
 	}
-	p.stop(t, syscall.SIGTERM)
+	p.Stop(t, syscall.SIGTERM)
 }
 
 // families scrapes /metrics.
@@ -549,7 +458,7 @@ func siteTrace(i, size int) []byte {
 // peakRSS is the peak resident set of an exited process, in bytes.
 func peakRSS(t *testing.T, p *proc) int64 {
 	t.Helper()
-	ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	ru, ok := p.ProcessState().SysUsage().(*syscall.Rusage)
 	if !ok {
 		t.Skip("no rusage on this platform")
 	}
@@ -614,7 +523,7 @@ func TestBoundedManySites(t *testing.T) {
 	if len(page.Groups) != 1 || page.NextOffset != nil {
 		t.Fatalf("last page: %d groups, next %v", len(page.Groups), page.NextOffset)
 	}
-	if err := p.stop(t, syscall.SIGTERM); err != nil {
+	if err := p.Stop(t, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	peak := peakRSS(t, p)
@@ -634,7 +543,7 @@ func TestBoundedManySites(t *testing.T) {
 	if got := p.scrape(t, metrics.Panics); got != sites {
 		t.Fatalf("panics after restart: %v, want %d", got, sites)
 	}
-	p.stop(t, syscall.SIGTERM)
+	p.Stop(t, syscall.SIGTERM)
 }
 
 // TestFailedStartLeavesNothing: a port in use is named by its flag, once,

@@ -42,7 +42,7 @@ func TestProfilingWired(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for p.scrape(t, metrics.Goroutines) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no goroutine profile scraped; logs:\n%s", p.logText())
+			t.Fatalf("no goroutine profile scraped; logs:\n%s", p.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -149,7 +149,7 @@ func TestGzipBombStaysInBudget(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for p.scrape(t, metrics.ScrapeErrors) < scrapes {
 		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d failed scrapes in 2 minutes; logs:\n%s", scrapes, p.logText())
+			t.Fatalf("fewer than %d failed scrapes in 2 minutes; logs:\n%s", scrapes, p.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -157,7 +157,7 @@ func TestGzipBombStaysInBudget(t *testing.T) {
 	wg.Wait()
 	http.DefaultClient.CloseIdleConnections()
 
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +171,8 @@ func TestGzipBombStaysInBudget(t *testing.T) {
 	if peakKB == 0 || peakKB > 64<<10 {
 		t.Errorf("peak RSS %d kB, want ≤ 64 MiB (the chart allows 256Mi)", peakKB)
 	}
-	if tooLarge := strings.Count(p.logText(), "inflates beyond"); tooLarge == 0 {
-		t.Errorf("no scrape was refused as inflating too far; logs:\n%s", p.logText())
+	if tooLarge := strings.Count(p.Logs(), "inflates beyond"); tooLarge == 0 {
+		t.Errorf("no scrape was refused as inflating too far; logs:\n%s", p.Logs())
 	}
 	if n := debug2.Load(); n != 0 {
 		t.Errorf("the sidecar fetched debug=2 %d times unasked", n)

@@ -10,7 +10,6 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,17 +20,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
-// Test timings: how long a daemon has to answer /-/ready, how long it has
-// to stop on SIGTERM before it is killed, and how many ports are tried.
+// Test timings: how long a daemon has to answer /-/ready, and how many
+// ports are tried. It is stopped as proctest stops a process.
 const (
 	ReadyTimeout = 30 * time.Second
-	StopTimeout  = 10 * time.Second
 	attempts     = 3
 )
 
@@ -70,16 +68,12 @@ type Daemon struct {
 	Addr string // host:port it listens on
 	URL  string // "http://" + Addr
 
-	name    string
-	cmd     *exec.Cmd
-	logs    logBuffer
-	exited  chan struct{} // closed once Wait returned; then waitErr is set
-	waitErr error
-	ready   bool
+	name string
+	proc *proctest.Proc
 }
 
 // Logs is everything the daemon wrote to stdout and stderr so far.
-func (d *Daemon) Logs() string { return d.logs.String() }
+func (d *Daemon) Logs() string { return d.proc.Logs() }
 
 // StartPrometheus starts the installed prometheus with configFile, fresh
 // storage and extra flags, and waits until it is ready.
@@ -110,7 +104,8 @@ func StartAlertmanager(t testing.TB, configFile string, extra ...string) *Daemon
 // answer in time, fails t with the log's tail.
 //
 // The daemon is stopped when the test ends (SIGTERM, killed after
-// StopTimeout); if the test failed, the tail of its log is logged.
+// proctest.StopTimeout); if the test failed, the tail of its log is
+// logged.
 func Start(t testing.TB, bin string, args func(addr string) []string) *Daemon {
 	t.Helper()
 	d, err := start(t, bin, args, freeAddr)
@@ -133,34 +128,9 @@ func start(t testing.TB, bin string, args func(addr string) []string, pick func(
 		if err != nil {
 			return nil, err
 		}
-		d := &Daemon{Addr: addr, URL: "http://" + addr, name: name, exited: make(chan struct{})}
-		d.cmd = exec.Command(bin, args(addr)...)
-		d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
-		d.cmd.WaitDelay = StopTimeout
-		if err := d.cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		go func() {
-			d.waitErr = d.cmd.Wait()
-			close(d.exited)
-		}()
-		t.Cleanup(func() {
-			// The log up to the failure, before the shutdown's lines; a
-			// daemon that never got ready is in start's error already.
-			if d.ready && t.Failed() {
-				state := "running"
-				select {
-				case <-d.exited:
-					state = fmt.Sprintf("exited during the test: %v", d.waitErr)
-				default:
-				}
-				t.Logf("--- last lines of %s (%s, %s):\n%s", name, d.Addr, state, tail(d.Logs(), 25))
-			}
-			d.stop()
-		})
+		d := &Daemon{Addr: addr, URL: "http://" + addr, name: name, proc: proctest.Start(t, bin, args(addr)...)}
 		err = d.waitReady(ReadyTimeout)
 		if err == nil {
-			d.ready = true
 			return d, nil
 		}
 		if attempt < attempts && errors.Is(err, errExited) && strings.Contains(d.Logs(), "address already in use") {
@@ -179,7 +149,7 @@ func (d *Daemon) waitReady(timeout time.Duration) error {
 	defer cancel()
 	go func() {
 		select {
-		case <-d.exited:
+		case <-d.proc.Exited():
 			cancel()
 		case <-ctx.Done():
 		}
@@ -204,34 +174,17 @@ func (d *Daemon) waitReady(timeout time.Duration) error {
 			err = errors.New(resp.Status)
 		}
 		select {
-		case <-d.exited:
-			return fmt.Errorf("%s on %s %w (%v):\n%s", d.name, d.Addr, errExited, d.waitErr, tail(d.Logs(), 25))
+		case <-d.proc.Exited():
+			return fmt.Errorf("%s on %s %w (%v):\n%s", d.name, d.Addr, errExited, d.proc.Err(), d.proc.Tail())
 		default:
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s not ready at %s within %v (last: %v):\n%s", d.name, d.URL, timeout, err, tail(d.Logs(), 25))
+			return fmt.Errorf("%s not ready at %s within %v (last: %v):\n%s", d.name, d.URL, timeout, err, d.proc.Tail())
 		}
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
 		}
-	}
-}
-
-// stop sends SIGTERM, kills the daemon if it is still running after
-// StopTimeout, and waits for it.
-func (d *Daemon) stop() {
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(StopTimeout):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
 	}
 }
 
@@ -243,28 +196,4 @@ func freeAddr() (string, error) {
 	}
 	addr := l.Addr().String()
 	return addr, l.Close()
-}
-
-// logBuffer is a daemon's output: written by exec's copying goroutine,
-// read by the test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -16,14 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/stacktool"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/sidecar/stacktrace"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 const thisPkg = "github.com/stackwatch/stackwatch/sidecar/analyze."
 

@@ -8,93 +8,29 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
-
-// buildBinaries builds the game server and the load generator once per run.
-func buildBinaries(t *testing.T) (gameserver, loadgen string) {
-	t.Helper()
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/stackwatch/stackwatch/cmd/gameserver", "github.com/stackwatch/stackwatch/cmd/loadgen")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "gameserver"), filepath.Join(dir, "loadgen")
-}
-
-// lockedBuffer is a process's stderr, read while the process writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// listeningRE reads the game server's "listening" log line: with port 0 it
-// is the only place the bound addresses appear.
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+) admin=(\S+)`)
 
 // runLegacy runs the real game server for game in -legacy mode under the
 // load generator with disconnects, stops it, and returns its log folder.
-func runLegacy(t *testing.T, gameserver, loadgen, game string) string {
+func runLegacy(t *testing.T, game string) string {
 	t.Helper()
 	logDir, dataDir := t.TempDir(), t.TempDir()
-	var serverErr lockedBuffer
-	srv := exec.Command(gameserver, "-game", game, "-legacy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-		"-log-dir", logDir, "-data-dir", dataDir)
-	srv.Stderr = &serverErr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- srv.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = srv.Process.Kill()
-			<-done
-			t.Errorf("%s server did not stop on SIGTERM", game)
-		}
-	}
-	t.Cleanup(stop)
+	srv := proctest.Start(t, proctest.Build(t, "../../cmd/gameserver"), "-game", game, "-legacy",
+		"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-log-dir", logDir, "-data-dir", dataDir)
 
 	// No keep-alive: an idle connection's goroutines would outlive the test.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	m := srv.Listening(t, 15*time.Second)
+	addr, admin := m["addr"], m["admin"]
 	ready := false
-	var addr, admin string
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if admin == "" {
-			m := listeningRE.FindStringSubmatch(serverErr.String())
-			if m == nil {
-				continue
-			}
-			addr, admin = m[1], m[2]
-		}
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := client.Get("http://" + admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
@@ -105,12 +41,12 @@ func runLegacy(t *testing.T, gameserver, loadgen, game string) string {
 		}
 	}
 	if !ready {
-		t.Fatalf("%s server not ready:\n%s", game, serverErr.String())
+		t.Fatalf("%s server not ready:\n%s", game, srv.Logs())
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	lg := exec.CommandContext(ctx, loadgen, "-addr", addr, "-clients", "10", "-duration", "2s",
+	lg := exec.CommandContext(ctx, proctest.Build(t, "../../cmd/loadgen"), "-addr", addr, "-clients", "10", "-duration", "2s",
 		"-disconnect", "0.3", "-drain", "5s", "-progress", "0", "-json")
 	var out, lgErr bytes.Buffer
 	lg.Stdout, lg.Stderr = &out, &lgErr
@@ -121,7 +57,12 @@ func runLegacy(t *testing.T, gameserver, loadgen, game string) string {
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || sum.Disconnects == 0 {
 		t.Fatalf("loadgen against %s: %v, summary %s\n%s", game, err, out.String(), lgErr.String())
 	}
-	stop()
+	srv.Signal(syscall.SIGTERM)
+	select {
+	case <-srv.Exited():
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s server did not stop on SIGTERM", game)
+	}
 	return logDir
 }
 
@@ -132,9 +73,8 @@ func TestAnalyzeLegacyServers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the game server and load generator")
 	}
-	gs, lg := buildBinaries(t)
-	wildDir := runLegacy(t, gs, lg, "wilddig")
-	goldDir := runLegacy(t, gs, lg, "goldenclover")
+	wildDir := runLegacy(t, "wilddig")
+	goldDir := runLegacy(t, "goldenclover")
 
 	files := 0
 	for _, dir := range []string{wildDir, goldDir} {

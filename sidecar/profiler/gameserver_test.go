@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/stackwatch/stackwatch/gameserver"
 	"github.com/stackwatch/stackwatch/gameserver/gameservertest"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/loadgen"
 	"github.com/stackwatch/stackwatch/metrics"
 	"github.com/stackwatch/stackwatch/sidecar/dumps"
@@ -206,37 +206,14 @@ func TestLegacyGameServerLeakProfile(t *testing.T) {
 		t.Skip("builds and runs the game server under load")
 	}
 	file, line := reckonLeakLine(t)
-	bin := filepath.Join(t.TempDir(), "gameserver")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/gameserver")
-	build.Env = append(os.Environ(), "GOEXPERIMENT=goroutineleakprofile")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-game", "wilddig", "-legacy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-		"-log-dir", t.TempDir(), "-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var addrs struct{ Msg, Addr, Admin string }
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if json.Unmarshal(lines.Bytes(), &addrs) == nil && addrs.Msg == "listening" {
-			break
-		}
-	}
-	if addrs.Admin == "" {
-		t.Fatal("game server did not report its addresses")
-	}
-	go io.Copy(io.Discard, stderr)
+	bin := proctest.Build(t, "../../cmd/gameserver", "GOEXPERIMENT=goroutineleakprofile")
+	addrs := proctest.Start(t, bin, "-game", "wilddig", "-legacy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
+		"-log-dir", t.TempDir(), "-data-dir", t.TempDir(), "-wallet-latency", "20ms", "-log.format", "json").
+		Listening(t, 30*time.Second, "admin")
 
-	sc := newSidecar(t, profiler.Config{Target: "http://" + addrs.Admin, Interval: 200 * time.Millisecond,
+	sc := newSidecar(t, profiler.Config{Target: "http://" + addrs["admin"], Interval: 200 * time.Millisecond,
 		KeepEvery: -1, Leak: leak.Config{BlockedThreshold: 10}}, true)
-	runLoad(t, addrs.Addr, 3*time.Second)
+	runLoad(t, addrs["addr"], 3*time.Second)
 
 	var st profiler.Status
 	waitFor(t, 30*time.Second, func() bool {

@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/pprof"
 	"os"
-	"os/exec"
-	"path/filepath"
 	rpprof "runtime/pprof"
 	"strconv"
 	"strings"
@@ -20,14 +18,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
+	"github.com/stackwatch/stackwatch/internal/proctest"
 	"github.com/stackwatch/stackwatch/sidecar/profiler"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { proctest.VerifyTestMain(m) }
 
 // pprofMux serves the real net/http/pprof handlers, as the game server's
 // admin listener does.
@@ -207,32 +203,13 @@ func buildLeakTarget(t *testing.T, n int) string {
 // buildTarget builds testdata/leaktarget with GOEXPERIMENT=experiment.
 func buildTarget(t testing.TB, experiment string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "leaktarget")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/leaktarget")
-	build.Env = append(os.Environ(), "GOEXPERIMENT="+experiment)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build leaktarget: %v\n%s", err, out)
-	}
-	return bin
+	return proctest.Build(t, "./testdata/leaktarget", "GOEXPERIMENT="+experiment)
 }
 
 // startLeakTarget runs bin with args until the test ends and returns its URL.
 func startLeakTarget(t testing.TB, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("leaktarget: %v", err)
-	}
-	return "http://" + strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+	return "http://" + proctest.Start(t, bin, args...).Listening(t, 30*time.Second, "addr")["addr"]
 }
 
 func pprofLookupDebug2(w io.Writer) { rpprof.Lookup("goroutine").WriteTo(w, 2) }

@@ -1,5 +1,6 @@
 // Command leaktarget is a test and benchmark target for the profiler. It
-// serves net/http/pprof on -listen and prints "listening ADDR" on stdout.
+// serves net/http/pprof on -listen and prints "msg=listening addr=ADDR" on
+// stdout, the game server's log line for it.
 //
 // -leak N leaks N goroutines the way a lost response does: each blocked
 // forever sending on a channel nobody else can reach, so that, built with
@@ -90,6 +91,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(os.Stdout, "listening %s\n", ln.Addr())
+	fmt.Fprintf(os.Stdout, "msg=listening addr=%s\n", ln.Addr())
 	log.Fatal(http.Serve(ln, nil))
 }
