@@ -141,7 +141,8 @@ func writeConfig(t *testing.T, services []*svc) (string, time.Duration) {
 	}
 	var gs, sc []any
 	for _, s := range services {
-		labels := map[string]string{metrics.LabelService: s.name}
+		// As on Kubernetes: service and namespace are target labels.
+		labels := map[string]string{metrics.LabelService: s.name, metrics.LabelNamespace: "games"}
 		gs = append(gs, map[string]any{"targets": []string{s.admin}, "labels": labels})
 		sc = append(sc, map[string]any{"targets": []string{strings.TrimPrefix(s.sidecar, "http://")}, "labels": labels})
 	}
@@ -248,7 +249,7 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	// stackwatch report, as a developer runs it.
 	since := time.Since(began) + 2*time.Minute
 	out := filepath.Join(t.TempDir(), "report.md")
-	args := []string{"-prometheus", promURL, "-since", since.Round(time.Second).String(), "-o", out}
+	args := []string{"-prometheus", promURL, "-since", since.Round(time.Second).String(), "-o", out, "-match", "namespace=games"}
 	var sidecars []string
 	for _, s := range services {
 		args = append(args, "-sidecar", s.sidecar)
@@ -273,6 +274,25 @@ func TestReportFromLivePrometheus(t *testing.T) {
 	got := map[string]report.Service{}
 	for _, s := range r.Services {
 		got[s.Name] = s
+	}
+	// -match: the CLI ran scoped to the namespace every target is in and
+	// says so; scoped to another, nothing is found.
+	if !strings.Contains(string(md), "**Scope**: `namespace=\"games\"`") {
+		t.Errorf("the Markdown header does not name the -match scope")
+	}
+	for _, w := range r.Warnings {
+		if strings.Contains(w, "clusters or namespaces") {
+			t.Errorf("every service is in one namespace, yet: %s", w)
+		}
+	}
+	other, err := report.ParseMatcher("namespace=other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2, err := report.Gather(t.Context(), report.Options{Prometheus: promURL, Since: since, Match: []report.Matcher{other}}); err != nil {
+		t.Errorf("report scoped to another namespace: %v", err)
+	} else if len(r2.Services) != 0 || len(r2.Firing) != 0 {
+		t.Errorf("scoped to namespace other, the report found %d services and %d firing alerts", len(r2.Services), len(r2.Firing))
 	}
 
 	// The overview's stacktrace counts are the sidecars' own.
