@@ -101,16 +101,20 @@ func skipSpace(b []byte, i int) int {
 
 // stringEnd returns the index of the quote that closes the JSON string
 // starting at i, after its opening quote; ok is false when it is not
-// closed or holds an escape JSON does not have.
+// closed or holds an escape JSON does not have. It reads each byte once:
+// the next quote is searched for again only once an escape has passed it.
 func stringEnd(b []byte, i int) (int, bool) {
+	q := -1 // the next quote at or after i, once known
 	for {
-		q := bytes.IndexByte(b[i:], '"')
-		if q < 0 {
-			return 0, false
+		if q < i {
+			if q = bytes.IndexByte(b[i:], '"'); q < 0 {
+				return 0, false
+			}
+			q += i
 		}
-		e := bytes.IndexByte(b[i:i+q], '\\')
+		e := bytes.IndexByte(b[i:q], '\\')
 		if e < 0 {
-			return i + q, true
+			return q, true
 		}
 		i += e + 1 // the escaped character
 		if i == len(b) {

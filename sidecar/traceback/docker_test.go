@@ -263,3 +263,36 @@ func TestDockerRecords(t *testing.T) {
 		})
 	}
 }
+
+// escapedRecord is one json-file record whose "log" is a goroutine header
+// followed by n escaped tabs: a line no trace has, but a valid record.
+func escapedRecord(n int) string {
+	return `{"log":"goroutine 1 [running]:` + strings.Repeat(`\t`, n) + `\n","stream":"stderr","time":"2026-11-30T10:00:01Z"}` + "\n"
+}
+
+// TestDockerHugeEscapedRecord: a record of 8 MB of escapes, as a candidate
+// line and right above a trace, is read in time linear in its length (the
+// closing quote was searched for again after every escape: hours for
+// this one) and is no part of the trace.
+func TestDockerHugeEscapedRecord(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	hostile := escapedRecord(4 << 20)
+	got := scanOne(t, []byte(hostile+string(dockerLog(base))+hostile))
+	sameTrace(t, got, base)
+}
+
+// BenchmarkDockerEscapedRecord: one record of n escapes; ns/op grows
+// linearly with n.
+func BenchmarkDockerEscapedRecord(b *testing.B) {
+	for _, n := range []int{16 << 10, 256 << 10, 4 << 20} {
+		in := []byte(escapedRecord(n))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				sc := traceback.NewScanner(bytes.NewReader(in))
+				for sc.Scan() {
+				}
+			}
+		})
+	}
+}
