@@ -217,31 +217,50 @@ func (r *dockerRecord) appendText(dst []byte) (out []byte, whole, ok bool) {
 // after its line break), and the partial records up to lim that continue
 // it, as one line into dst: see peek. It returns the line, the length of
 // its prefix, where its last record ends and how many records it spans; ok
-// is false when buf[at:next] is no record, more when the input must be
-// read on to tell where the line ends.
-func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, end, n int, ok, more bool) {
+// is false when buf[at:next] is no record. With grow (at is pos, lim is
+// end), it reads more input as it needs to tell where the line ends, which
+// moves buf: the offsets it returns are in the moved buf, and the records
+// already read are not read again.
+func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []byte, plen, end, n int, ok bool) {
 	r, ok := parseDocker(trimCR(s.buf[at:trimNL(s.buf, at, next)]))
 	if !ok {
-		return nil, 0, 0, 0, false, false
+		return nil, 0, 0, 0, false
 	}
 	dst = r.appendPrefix(dst)
 	plen = len(dst)
 	dst, whole, ok := r.appendText(dst)
 	if !ok {
-		return nil, 0, 0, 0, false, false
+		return nil, 0, 0, 0, false
 	}
+	first := dockerRecord{stream: r.stream, hasStream: r.hasStream}
 	end, n = next, 1
-	for cur, k, skipped := next, 1, 0; !whole && cur-at < maxLine; {
+	cur, k, skipped, moved := next, 1, 0, false
+	// more reads more input when grow allows, and moves the offsets with
+	// buf by the history fill drops.
+	more := func() bool {
+		if !grow || s.eof {
+			return false
+		}
+		if !moved {
+			first.stream, moved = bytes.Clone(first.stream), true // in buf, which fill moves
+		}
+		pos := s.pos
+		s.fill()
+		d := pos - s.pos
+		at, cur, end, lim = at-d, cur-d, end-d, s.end
+		return true
+	}
+	for !whole && cur-at < maxLine {
 		if cur == lim {
-			if lim == s.end && !s.eof {
-				return nil, 0, 0, 0, false, true
+			if more() {
+				continue
 			}
 			break
 		}
 		e := bytes.IndexByte(s.buf[cur:lim], '\n') + 1
 		if e == 0 {
-			if lim == s.end && !s.eof && lim-cur < maxLine {
-				return nil, 0, 0, 0, false, true
+			if lim-cur < maxLine && more() {
+				continue
 			}
 			e = lim - cur
 		}
@@ -250,7 +269,7 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, 
 			break
 		}
 		cur, k = cur+e, k+1
-		if !c.sameStream(&r) {
+		if !c.sameStream(&first) {
 			// Docker copies each stream on its own: the other's
 			// records may come between the parts of a line.
 			if skipped++; skipped > maxOther {
@@ -265,7 +284,7 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, 
 		}
 		end, n = cur, k
 	}
-	return trimCR(dst), plen, end, n, true, false
+	return trimCR(dst), plen, end, n, true
 }
 
 // trimNL returns end, or end-1 when buf[end-1] is a line break.

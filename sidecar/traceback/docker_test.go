@@ -3,6 +3,7 @@ package traceback_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -296,3 +297,55 @@ func BenchmarkDockerEscapedRecord(b *testing.B) {
 		})
 	}
 }
+
+// partialChain is n partial stderr records, each holding a goroutine
+// header so that the scanner reads them as a line, never ended.
+func partialChain(n int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(dockerRecord("goroutine 1 [running]: and more", "stderr", i))
+	}
+	return b.String()
+}
+
+// TestDockerLongChainByteByByte: a line of 10,000 partial records (0.8 MB)
+// read a byte at a time, as a pipe may deliver it, is joined as the input
+// comes: each read used to join the records from the first again (10^12
+// bytes parsed for this one). The trace after it is whole.
+func TestDockerLongChainByteByByte(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	in := []byte(partialChain(10000) + string(dockerLog(base)))
+	var got []traceback.Trace
+	sc := traceback.NewScanner(&oneByte{in})
+	for sc.Scan() {
+		got = append(got, sc.Trace())
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d traces, want 1", len(got))
+	}
+	sameTrace(t, got[0], base)
+}
+
+// BenchmarkDockerLongChain: a line of n partial records read 4 KB at a
+// time; ns/op grows linearly with n.
+func BenchmarkDockerLongChain(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		in := []byte(partialChain(n) + dockerRecord("\n", "stderr", 0))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				sc := traceback.NewScanner(&chunked{bytes.NewReader(in), 4 << 10})
+				for sc.Scan() {
+				}
+			}
+		})
+	}
+}
+
+// chunked reads at most n bytes at a time.
+type chunked struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }

@@ -235,17 +235,18 @@ func (s *Scanner) peek() ([]byte, bool) {
 		} else if s.pos == s.end {
 			return nil, false
 		}
-		s.vline, s.vend, s.vlines, s.vdocker = trimCR(s.buf[s.pos:trimNL(s.buf, s.pos, next)]), next, 1, false
-		if len(s.vline) > 0 && s.vline[0] == '{' {
-			line, plen, end, n, ok, more := s.dockerLine(s.view[:0], s.pos, next, s.end)
-			if more {
-				s.fill()
-				continue
-			}
+		s.vdocker = false
+		if s.buf[s.pos] == '{' {
+			rel := next - s.pos
+			line, plen, end, n, ok := s.dockerLine(s.view[:0], s.pos, next, s.end, true) // may move buf
+			next = s.pos + rel
 			if ok {
 				s.view = line[:0]
 				s.vline, s.vend, s.vlines, s.vdocker, s.vplen = line, end, n, true, plen
 			}
+		}
+		if !s.vdocker {
+			s.vline, s.vend, s.vlines = trimCR(s.buf[s.pos:trimNL(s.buf, s.pos, next)]), next, 1
 		}
 		s.vpos = s.pos
 	}
@@ -281,7 +282,7 @@ func (s *Scanner) lineBefore(end int) (start int, line []byte, n int, docker boo
 	}
 	first := s.partialBefore(&r, start)
 	next := bytes.IndexByte(s.buf[first:end], '\n') + first + 1
-	v, _, e, n, ok, _ := s.dockerLine(s.back[:0], first, next, end)
+	v, _, e, n, ok := s.dockerLine(s.back[:0], first, next, end, false)
 	if !ok || e != end {
 		return start, line, 1, false
 	}
