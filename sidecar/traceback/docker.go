@@ -21,7 +21,9 @@ import "bytes"
 // row, without counting as the foreign lines that end a trace. A line
 // longer than Docker's 16 KB buffer is split into records whose "log" has
 // no trailing line break; the records of the same stream that continue
-// it are read as one line with it, over the other stream's in between.
+// it are read as one line with it, over the other stream's in between;
+// but while a trace is read, a record of the other stream is read alone,
+// so that the parts of its long line do not pass over the trace's records.
 // A line that is no record among records (one cut short, say) is a
 // foreign line.
 
@@ -217,7 +219,8 @@ func (r *dockerRecord) appendText(dst []byte) (out []byte, whole, ok bool) {
 // after its line break), and the partial records up to lim that continue
 // it, as one line into dst: see peek. It returns the line, the length of
 // its prefix, where its last record ends and how many records it spans; ok
-// is false when buf[at:next] is no record. With grow (at is pos, lim is
+// is false when buf[at:next] is no record. While a trace is followed
+// (see followStream), a record of another stream is read alone. With grow (at is pos, lim is
 // end), it reads more input as it needs to tell where the line ends, which
 // moves buf: the offsets it returns are in the moved buf, and the records
 // already read are not read again.
@@ -228,6 +231,11 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []b
 	}
 	dst = r.appendPrefix(dst)
 	plen = len(dst)
+	if s.follow && !r.sameStream(&s.only) {
+		// Another stream than the trace's: a record of its own, so
+		// that the parts of a long line do not pass over the trace's.
+		return trimCR(unescape(dst, r.log)), plen, next, 1, true
+	}
 	dst, whole, ok := r.appendText(dst)
 	if !ok {
 		return nil, 0, 0, 0, false
@@ -235,32 +243,26 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []b
 	first := dockerRecord{stream: r.stream, hasStream: r.hasStream}
 	end, n = next, 1
 	cur, k, skipped, moved := next, 1, 0, false
-	// more reads more input when grow allows, and moves the offsets with
-	// buf by the history fill drops.
-	more := func() bool {
-		if !grow || s.eof {
-			return false
-		}
-		if !moved {
-			first.stream, moved = bytes.Clone(first.stream), true // in buf, which fill moves
-		}
-		pos := s.pos
-		s.fill()
-		d := pos - s.pos
-		at, cur, end, lim = at-d, cur-d, end-d, s.end
-		return true
-	}
 	for !whole && cur-at < maxLine {
-		if cur == lim {
-			if more() {
+		e := 0
+		if cur < lim {
+			e = bytes.IndexByte(s.buf[cur:lim], '\n') + 1
+		}
+		if e == 0 {
+			if grow && !s.eof && lim-cur < maxLine {
+				// Read on to tell where the line ends: fill moves buf
+				// by the history it drops.
+				if !moved {
+					first.stream, moved = bytes.Clone(first.stream), true // in buf
+				}
+				pos := s.pos
+				s.fill()
+				d := pos - s.pos
+				at, cur, end, lim = at-d, cur-d, end-d, s.end
 				continue
 			}
-			break
-		}
-		e := bytes.IndexByte(s.buf[cur:lim], '\n') + 1
-		if e == 0 {
-			if lim-cur < maxLine && more() {
-				continue
+			if cur == lim {
+				break
 			}
 			e = lim - cur
 		}
@@ -319,4 +321,41 @@ func (s *Scanner) partialBefore(r *dockerRecord, at int) int {
 		at = ps
 	}
 	return at
+}
+
+// followStream starts following the stream of the Docker record that
+// peek read last at pos, if it is one, or stops following (on false):
+// while a trace on one stream is read, a record of another stream reads
+// as itself alone, not joined with the records that continue it, which
+// would pass over the trace's own records in between.
+func (s *Scanner) followStream(on bool) {
+	if !on {
+		if s.follow {
+			s.follow = false
+			if r, ok := s.recordAt(s.vpos); ok && s.vdocker && !r.sameStream(&s.only) {
+				s.vpos = -1 // read alone: peek joins it with the rest of its line now
+			}
+		}
+		return
+	}
+	if s.vpos != s.pos || !s.vdocker {
+		return
+	}
+	if r, ok := s.recordAt(s.pos); ok {
+		// The line at pos is of this stream: peek reads it the same.
+		s.only = dockerRecord{stream: append(s.only.stream[:0], r.stream...), hasStream: r.hasStream}
+		s.follow = true
+	}
+}
+
+// recordAt parses the raw line at i as a Docker record.
+func (s *Scanner) recordAt(i int) (dockerRecord, bool) {
+	if i < 0 || i >= s.end {
+		return dockerRecord{}, false
+	}
+	end := s.end
+	if j := bytes.IndexByte(s.buf[i:s.end], '\n'); j >= 0 {
+		end = i + j
+	}
+	return parseDocker(trimCR(s.buf[i:end]))
 }

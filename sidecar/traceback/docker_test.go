@@ -349,3 +349,42 @@ type chunked struct {
 }
 
 func (c *chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// TestDockerOtherStreamLongLine: the other stream writes a line longer
+// than 16 KB while the trace is written, and Docker's records of the two
+// interleave: the other line's records are passed over one by one. Joined
+// as one line, they passed over the trace's own records between them, the
+// panic header or the goroutine header with them, and the trace was lost
+// or lost frames.
+func TestDockerOtherStreamLongLine(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	long := strings.Repeat("x", 16<<10)
+	ls := lines(base)
+	// The other line starts before line `from` of the trace and ends after
+	// line `to`.
+	for _, span := range [][2]int{{0, 0}, {1, 3}, {2, 2}, {3, 4}, {5, 7}, {1, len(ls) - 1}} {
+		t.Run(fmt.Sprint(span), func(t *testing.T) {
+			var in strings.Builder
+			in.WriteString(dockerRecord("starting up\n", "stdout", 0))
+			for i, l := range ls {
+				if i == span[0] {
+					in.WriteString(dockerRecord(long, "stdout", i))
+					in.WriteString(dockerRecord(long, "stdout", i))
+				}
+				in.WriteString(dockerRecord(l+"\n", "stderr", i))
+				if i == span[1] {
+					in.WriteString(dockerRecord("the end of a long line\n", "stdout", i))
+				}
+			}
+			got := scanOne(t, []byte(in.String()))
+			sameTrace(t, got, base)
+			want := 2 // the panic line, after "starting up"
+			if span[0] == 0 {
+				want += 2 // and the other line's first two records
+			}
+			if got.Line != want {
+				t.Errorf("line %d, want %d", got.Line, want)
+			}
+		})
+	}
+}

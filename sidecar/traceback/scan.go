@@ -85,6 +85,9 @@ type Scanner struct {
 	vplen   int
 	view    []byte
 	back    []byte // lineBefore's scratch
+	// While follow, the trace read is on only's stream (followStream).
+	follow bool
+	only   dockerRecord
 
 	queue []Trace
 	cur   Trace
@@ -280,7 +283,10 @@ func (s *Scanner) lineBefore(end int) (start int, line []byte, n int, docker boo
 	if !ok {
 		return start, line, 1, false
 	}
-	first := s.partialBefore(&r, start)
+	first := start
+	if !s.follow || r.sameStream(&s.only) {
+		first = s.partialBefore(&r, start)
+	}
 	next := bytes.IndexByte(s.buf[first:end], '\n') + first + 1
 	v, _, e, n, ok := s.dockerLine(s.back[:0], first, next, end, false)
 	if !ok || e != end {
@@ -328,6 +334,8 @@ func (s *Scanner) candidate(a int) bool {
 func (s *Scanner) plain(a int, exception bool) bool {
 	header, headerLine := s.pos, s.line
 	start, startLine, prefixLen := s.pos, s.line, a
+	s.followStream(true)
+	defer s.followStream(false)
 	if !exception {
 		start, startLine, prefixLen = s.lookBack(a)
 	}
