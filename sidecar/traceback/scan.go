@@ -72,6 +72,11 @@ type Scanner struct {
 	excAt    int // cached position of the next anchorException at or after pos, -1 none up to excLimit
 	excLimit int
 	floor    int // the end of the last trace read: looking back stops there
+	// Offsets in buf move as fill drops history: dropped counts the
+	// bytes dropped so far, and fill keeps buf[pin:] (pin >= 0), the
+	// line join may give back.
+	dropped int
+	pin     int
 
 	// The line at vpos (-1: none) as peek reads it, kept until buf moves:
 	// its text, the end of its raw line(s), their number, and whether it
@@ -95,7 +100,7 @@ type Scanner struct {
 
 // NewScanner returns a Scanner reading r.
 func NewScanner(r io.Reader) *Scanner {
-	return &Scanner{r: r, now: time.Now(), excAt: -1, vpos: -1}
+	return &Scanner{r: r, now: time.Now(), excAt: -1, vpos: -1, pin: -1}
 }
 
 // Trace returns the trace found by the last Scan.
@@ -124,12 +129,20 @@ func (s *Scanner) fill() bool {
 		return false
 	}
 	s.vpos = -1
-	if keep := max(0, s.pos-histBytes); keep > 0 {
+	keep := max(0, s.pos-histBytes)
+	if s.pin >= 0 {
+		keep = min(keep, s.pin)
+	}
+	if keep > 0 {
 		copy(s.buf, s.buf[keep:s.end])
 		s.pos -= keep
 		s.end -= keep
 		s.excAt, s.excLimit = -1, 0
 		s.floor = max(0, s.floor-keep)
+		s.dropped += keep
+		if s.pin >= 0 {
+			s.pin -= keep
+		}
 	}
 	if len(s.buf)-s.end < readSize/2 {
 		size := max(2*len(s.buf), s.end+readSize)
@@ -332,7 +345,7 @@ func (s *Scanner) candidate(a int) bool {
 // from the goroutine header at pos (or exception line) for the panic
 // header, then reads on from there.
 func (s *Scanner) plain(a int, exception bool) bool {
-	header, headerLine := s.pos, s.line
+	header, headerLine, dropped := s.pos, s.line, s.dropped
 	start, startLine, prefixLen := s.pos, s.line, a
 	s.followStream(true)
 	defer s.followStream(false)
@@ -355,8 +368,13 @@ func (s *Scanner) plain(a int, exception bool) bool {
 	pats[0] = learnPrefix([]byte(t.Prefix))
 	t.Text, t.Truncated = s.readTrace(pats[:np], prefixLen)
 	if len(t.Text) == 0 {
-		s.pos, s.line = header, headerLine
-		return false
+		if h := header - (s.dropped - dropped); h >= 0 { // header moved with buf
+			s.pos, s.line = h, headerLine
+			return false
+		}
+		// Read so far past the header that buf no longer holds it:
+		// what was read is no trace, and reading goes on from here.
+		return true
 	}
 	s.floor = s.pos
 	s.queue = append(s.queue, t)
@@ -628,6 +646,8 @@ func (s *Scanner) join(pats []prefix, c []byte) ([]byte, int) {
 	}
 	file := Classify(c).Kind == File // only its "+0x..." offset can follow
 	start, startLine := s.pos, s.line
+	s.pin = start // peek may move buf: fill keeps the line to give back, and moves pin with it
+	defer func() { s.pin = -1 }()
 	j := c
 	for n := 1; n <= 3; n++ {
 		next, ok := s.peek()
@@ -643,7 +663,7 @@ func (s *Scanner) join(pats []prefix, c []byte) ([]byte, int) {
 			return j, n
 		}
 	}
-	s.pos, s.line = start, startLine
+	s.pos, s.line = s.pin, startLine
 	return c, 0
 }
 
