@@ -218,27 +218,28 @@ func (r *dockerRecord) appendText(dst []byte) (out []byte, whole, ok bool) {
 // dockerLine reads the record that is the raw line buf[at:next] (next is
 // after its line break), and the partial records up to lim that continue
 // it, as one line into dst: see peek. It returns the line, the length of
-// its prefix, where its last record ends and how many records it spans; ok
-// is false when buf[at:next] is no record. While a trace is followed
+// its prefix, where its last record ends, how many records it spans and
+// whether some of them are another stream's (over); ok is false when
+// buf[at:next] is no record. While a trace is followed
 // (see followStream), a record of another stream is read alone. With grow (at is pos, lim is
 // end), it reads more input as it needs to tell where the line ends, which
 // moves buf: the offsets it returns are in the moved buf, and the records
 // already read are not read again.
-func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []byte, plen, end, n int, ok bool) {
+func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []byte, plen, end, n int, over, ok bool) {
 	r, ok := parseDocker(trimCR(s.buf[at:trimNL(s.buf, at, next)]))
 	if !ok {
-		return nil, 0, 0, 0, false
+		return nil, 0, 0, 0, false, false
 	}
 	dst = r.appendPrefix(dst)
 	plen = len(dst)
 	if s.follow && !r.sameStream(&s.only) {
 		// Another stream than the trace's: a record of its own, so
 		// that the parts of a long line do not pass over the trace's.
-		return trimCR(unescape(dst, r.log)), plen, next, 1, true
+		return trimCR(unescape(dst, r.log)), plen, next, 1, false, true
 	}
 	dst, whole, ok := r.appendText(dst)
 	if !ok {
-		return nil, 0, 0, 0, false
+		return nil, 0, 0, 0, false, false
 	}
 	first := dockerRecord{stream: r.stream, hasStream: r.hasStream}
 	end, n = next, 1
@@ -284,9 +285,9 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []b
 			dst = dst[:m]
 			break
 		}
-		end, n = cur, k
+		end, n, over = cur, k, skipped > 0
 	}
-	return trimCR(dst), plen, end, n, true
+	return trimCR(dst), plen, end, n, over, true
 }
 
 // trimNL returns end, or end-1 when buf[end-1] is a line break.

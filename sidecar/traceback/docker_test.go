@@ -388,3 +388,25 @@ func TestDockerOtherStreamLongLine(t *testing.T) {
 		})
 	}
 }
+
+// TestDockerLongLineAroundTrace: a long line of one stream that mentions
+// a goroutine, no trace itself, passes over a whole trace on the other
+// stream between its records: the trace is read, and the long line's
+// records are not read again as lines of their own (each of them would
+// be joined with the rest of the line again).
+func TestDockerLongLineAroundTrace(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	part := "goroutine 7 is slow; " + strings.Repeat("x", 16<<10)
+	var in strings.Builder
+	in.WriteString(dockerRecord(part, "stdout", 0))
+	for i, l := range lines(base) {
+		in.WriteString(dockerRecord(l+"\n", "stderr", i))
+		in.WriteString(dockerRecord(part, "stdout", i))
+	}
+	in.WriteString(dockerRecord("the end of the report\n", "stdout", 0))
+	got := scanOne(t, []byte(in.String()))
+	sameTrace(t, got, base)
+	if got.Line != 2 {
+		t.Errorf("line %d, want 2", got.Line)
+	}
+}

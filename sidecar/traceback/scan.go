@@ -87,12 +87,17 @@ type Scanner struct {
 	vend    int
 	vlines  int
 	vdocker bool
+	vover   bool // the Docker record's line passes over another stream's records
 	vplen   int
 	view    []byte
 	back    []byte // lineBefore's scratch
 	// While follow, the trace read is on only's stream (followStream).
 	follow bool
 	only   dockerRecord
+	// Up to passEnd, the records of passed's stream continue a line that
+	// holds no trace and passed over another stream's records (passLine).
+	passEnd int
+	passed  dockerRecord
 
 	queue []Trace
 	cur   Trace
@@ -140,6 +145,7 @@ func (s *Scanner) fill() bool {
 		s.excAt, s.excLimit = -1, 0
 		s.floor = max(0, s.floor-keep)
 		s.dropped += keep
+		s.passEnd -= keep
 		if s.pin >= 0 {
 			s.pin -= keep
 		}
@@ -203,10 +209,16 @@ func (s *Scanner) find() bool {
 		ls := bytes.LastIndexByte(region[:a], '\n') + 1
 		s.line += bytes.Count(region[:ls], nl)
 		s.pos += ls
+		if s.pos < s.passEnd {
+			if r, ok := s.recordAt(s.pos); ok && r.sameStream(&s.passed) {
+				s.skipRaw() // a part of a line read already
+				continue
+			}
+		}
 		if s.candidate(a - ls) {
 			return true
 		}
-		s.skipLine()
+		s.passLine()
 	}
 }
 
@@ -254,11 +266,11 @@ func (s *Scanner) peek() ([]byte, bool) {
 		s.vdocker = false
 		if s.buf[s.pos] == '{' {
 			rel := next - s.pos
-			line, plen, end, n, ok := s.dockerLine(s.view[:0], s.pos, next, s.end, true) // may move buf
+			line, plen, end, n, over, ok := s.dockerLine(s.view[:0], s.pos, next, s.end, true) // may move buf
 			next = s.pos + rel
 			if ok {
 				s.view = line[:0]
-				s.vline, s.vend, s.vlines, s.vdocker, s.vplen = line, end, n, true, plen
+				s.vline, s.vend, s.vlines, s.vdocker, s.vplen, s.vover = line, end, n, true, plen, over
 			}
 		}
 		if !s.vdocker {
@@ -275,12 +287,34 @@ func (s *Scanner) skipLine() {
 		s.pos, s.line = s.vend, s.line+s.vlines
 		return
 	}
+	s.skipRaw()
+}
+
+// skipRaw moves past the raw line at pos.
+func (s *Scanner) skipRaw() {
 	if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
 		s.pos += i + 1
 	} else {
 		s.pos = s.end
 	}
 	s.line++
+}
+
+// passLine moves past the line at pos, which holds no trace. A Docker
+// line that passes over another stream's records is passed one record at
+// a time, so that those are read: find passes over its own stream's
+// records that continue it.
+func (s *Scanner) passLine() {
+	s.peek() // candidate may have read on from pos
+	if s.vpos == s.pos && s.vdocker && s.vover {
+		if r, ok := s.recordAt(s.pos); ok {
+			s.passed = dockerRecord{stream: append(s.passed.stream[:0], r.stream...), hasStream: r.hasStream}
+			s.passEnd = s.vend
+			s.skipRaw()
+			return
+		}
+	}
+	s.skipLine()
 }
 
 // lineBefore returns the line that ends at end (after its line break) as
@@ -301,7 +335,7 @@ func (s *Scanner) lineBefore(end int) (start int, line []byte, n int, docker boo
 		first = s.partialBefore(&r, start)
 	}
 	next := bytes.IndexByte(s.buf[first:end], '\n') + first + 1
-	v, _, e, n, ok := s.dockerLine(s.back[:0], first, next, end, false)
+	v, _, e, n, _, ok := s.dockerLine(s.back[:0], first, next, end, false)
 	if !ok || e != end {
 		return start, line, 1, false
 	}
