@@ -244,12 +244,16 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []b
 	first := dockerRecord{stream: r.stream, hasStream: r.hasStream}
 	end, n = next, 1
 	cur, k, skipped, moved := next, 1, 0, false
+	seen := cur // buf[cur:seen] holds no line break
 	for !whole && cur-at < maxLine {
 		e := 0
-		if cur < lim {
-			e = bytes.IndexByte(s.buf[cur:lim], '\n') + 1
+		if from := max(cur, seen); from < lim {
+			if e = bytes.IndexByte(s.buf[from:lim], '\n') + 1; e > 0 {
+				e += from - cur
+			}
 		}
 		if e == 0 {
+			seen = lim
 			if grow && !s.eof && lim-cur < maxLine {
 				// Read on to tell where the line ends: fill moves buf
 				// by the history it drops.
@@ -259,7 +263,7 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []b
 				pos := s.pos
 				s.fill()
 				d := pos - s.pos
-				at, cur, end, lim = at-d, cur-d, end-d, s.end
+				at, cur, seen, end, lim = at-d, cur-d, seen-d, end-d, s.end
 				continue
 			}
 			if cur == lim {

@@ -77,6 +77,9 @@ type Scanner struct {
 	// line join may give back.
 	dropped int
 	pin     int
+	// buf[nlFrom:nlTo] holds no line break: a line that comes in many
+	// reads is searched for its end once (breakFrom).
+	nlFrom, nlTo int
 
 	// The line at vpos (-1: none) as peek reads it, kept until buf moves:
 	// its text, the end of its raw line(s), their number, and whether it
@@ -145,6 +148,7 @@ func (s *Scanner) fill() bool {
 		s.excAt, s.excLimit = -1, 0
 		s.floor = max(0, s.floor-keep)
 		s.dropped += keep
+		s.nlFrom, s.nlTo = s.nlFrom-keep, s.nlTo-keep
 		s.passEnd -= keep
 		if s.pin >= 0 {
 			s.pin -= keep
@@ -176,9 +180,11 @@ func (s *Scanner) complete() int {
 	if s.eof {
 		return s.end
 	}
-	if i := bytes.LastIndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
-		return s.pos + i + 1
+	from := s.breakFrom()
+	if i := bytes.LastIndexByte(s.buf[from:s.end], '\n'); i >= 0 {
+		return from + i + 1
 	}
+	s.nlFrom, s.nlTo = s.pos, s.end
 	if s.end-s.pos >= maxLine {
 		return s.end // a line too long to be a trace line: cut it
 	}
@@ -253,9 +259,10 @@ func (s *Scanner) nextException(lim int) int {
 func (s *Scanner) peek() ([]byte, bool) {
 	for s.vpos != s.pos {
 		next := s.end
-		if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
-			next = s.pos + i + 1
-		} else if !s.eof && s.end-s.pos < maxLine {
+		from := s.breakFrom()
+		if i := bytes.IndexByte(s.buf[from:s.end], '\n'); i >= 0 {
+			next = from + i + 1
+		} else if s.nlFrom, s.nlTo = s.pos, s.end; !s.eof && s.end-s.pos < maxLine {
 			if !s.fill() && s.pos == s.end {
 				return nil, false
 			}
@@ -288,6 +295,15 @@ func (s *Scanner) skipLine() {
 		return
 	}
 	s.skipRaw()
+}
+
+// breakFrom returns where the line break that ends the line at pos may
+// be: after what is known to hold none.
+func (s *Scanner) breakFrom() int {
+	if s.nlFrom <= s.pos && s.pos <= s.nlTo {
+		return s.nlTo
+	}
+	return s.pos
 }
 
 // skipRaw moves past the raw line at pos.

@@ -210,3 +210,40 @@ func TestSmallReads(t *testing.T) {
 		}
 	}
 }
+
+// TestLongLineByteByByte: a line of 2 MB, between log lines and inside a
+// trace, plain or in a partial Docker record, read a byte at a time (a
+// pipe may deliver it so), reads as it does at once. The line's start was
+// searched for a line break again after every read: 10^12 bytes for one
+// such line.
+func TestLongLineByteByByte(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	long := strings.Repeat("x", 2<<20)
+	ls := lines(base)
+	inTrace := strings.Join(ls[:5], "\n") + "\nmain.main()" + long + "\n" + strings.Join(ls[5:], "\n") + "\n"
+	for name, in := range map[string]string{
+		"plain":  "starting up " + long + "\n" + string(base),
+		"trace":  inTrace,
+		"docker": dockerRecord("starting up", "stderr", 0) + `{"log":"` + long + "\n" + string(dockerLog(base)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := scanAll(t, []byte(in))
+			if len(want) == 0 {
+				t.Fatal("no trace read at once")
+			}
+			var got []traceback.Trace
+			sc := traceback.NewScanner(&oneByte{[]byte(in)})
+			for sc.Scan() {
+				got = append(got, sc.Trace())
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d traces read a byte at a time, %d at once", len(got), len(want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i].Text, want[i].Text) || got[i].Line != want[i].Line {
+					t.Errorf("trace %d differs", i)
+				}
+			}
+		})
+	}
+}
