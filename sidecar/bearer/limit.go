@@ -74,7 +74,8 @@ type Stats struct {
 }
 
 // A Limiter limits failed token checks per client: the remote address
-// (never X-Forwarded-For), an IPv6 client by its /64. Each client and the
+// (never X-Forwarded-For), an IPv6 client by its /64, every loopback
+// address and a Unix socket together as one. Each client and the
 // whole are token buckets kept as GCRA times: a bucket is full again at
 // its time, so a client whose time has passed needs no entry, and the
 // table holds only clients with recent failures. Use one Limiter for every
@@ -133,7 +134,10 @@ func (l *Limiter) Stats() Stats {
 
 // clientKey groups a remote address: IPv4 by address, IPv6 by /64. local
 // is true for loopback and for what is no IP address (a Unix socket),
-// which only something inside the host or pod can use.
+// which only something inside the host or pod can use; all of them are
+// one client, the zero key: whatever can connect from 127.0.0.1 can from
+// any of the 16 million addresses of 127.0.0.0/8, and each its own client
+// exempt from the global bound would be no limit at all.
 func clientKey(remoteAddr string) (key netip.Prefix, local bool) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	var a netip.Addr
@@ -143,12 +147,15 @@ func clientKey(remoteAddr string) (key netip.Prefix, local bool) {
 		return netip.Prefix{}, true
 	}
 	a = a.Unmap().WithZone("")
+	if a.IsLoopback() {
+		return netip.Prefix{}, true
+	}
 	bits := 32
 	if a.Is6() {
 		bits = 64
 	}
 	key, _ = a.Prefix(bits)
-	return key, a.IsLoopback()
+	return key, false
 }
 
 // clientName is key for the logs.

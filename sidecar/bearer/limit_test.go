@@ -345,3 +345,28 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// Every loopback address, IPv4 or IPv6, and a Unix socket are one client:
+// a process in the pod could otherwise take a new address of 127.0.0.0/8
+// for every ten guesses, each exempt from the global bound too.
+func TestLoopbackOneClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGuard(bearer.Limits{})
+		for i := range 10 {
+			if code, _ := g.do(fmt.Sprintf("127.0.%d.%d:5000", i>>8, i&255+1), wrong(i)); code != http.StatusUnauthorized {
+				t.Fatalf("wrong token %d from loopback: %d, want 401", i, code)
+			}
+		}
+		for i, lo := range []string{"127.0.1.1:5000", "127.255.255.254:1", "[::1]:6000", "[::ffff:127.0.0.2]:7000", "@", ""} {
+			if code, retry := g.do(lo, wrong(100+i)); code != http.StatusTooManyRequests || retry != "1" {
+				t.Errorf("wrong token from %q after ten from loopback: %d Retry-After %q, want 429 and 1", lo, code, retry)
+			}
+		}
+		if code, _ := g.do("192.0.2.1:5000", token); code != http.StatusOK {
+			t.Errorf("right token from elsewhere: %d", code)
+		}
+		if !strings.Contains(g.log.String(), "client=local ") {
+			t.Errorf("log does not name the local client:\n%s", g.log)
+		}
+	})
+}

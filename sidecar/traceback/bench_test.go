@@ -154,3 +154,19 @@ func BenchmarkPanicparseMixedLog(b *testing.B) {
 	b.ReportMetric(float64(n), "traces")
 	b.ReportMetric(float64(want), "embedded")
 }
+
+// BenchmarkLongLineSmallReads: one line of n bytes read 4 KB at a time,
+// as from a pipe; ns/op grows linearly with n.
+func BenchmarkLongLineSmallReads(b *testing.B) {
+	for _, n := range []int{1 << 20, 4 << 20, 16 << 20} {
+		in := append(bytes.Repeat([]byte("goroutine "), n/10), '\n')
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				sc := traceback.NewScanner(&chunked{bytes.NewReader(in), 4 << 10})
+				for sc.Scan() {
+				}
+			}
+		})
+	}
+}

@@ -21,7 +21,9 @@ import "bytes"
 // row, without counting as the foreign lines that end a trace. A line
 // longer than Docker's 16 KB buffer is split into records whose "log" has
 // no trailing line break; the records of the same stream that continue
-// it are read as one line with it, over the other stream's in between.
+// it are read as one line with it, over the other stream's in between;
+// but while a trace is read, a record of the other stream is read alone,
+// so that the parts of its long line do not pass over the trace's records.
 // A line that is no record among records (one cut short, say) is a
 // foreign line.
 
@@ -101,16 +103,20 @@ func skipSpace(b []byte, i int) int {
 
 // stringEnd returns the index of the quote that closes the JSON string
 // starting at i, after its opening quote; ok is false when it is not
-// closed or holds an escape JSON does not have.
+// closed or holds an escape JSON does not have. It reads each byte once:
+// the next quote is searched for again only once an escape has passed it.
 func stringEnd(b []byte, i int) (int, bool) {
+	q := -1 // the next quote at or after i, once known
 	for {
-		q := bytes.IndexByte(b[i:], '"')
-		if q < 0 {
-			return 0, false
+		if q < i {
+			if q = bytes.IndexByte(b[i:], '"'); q < 0 {
+				return 0, false
+			}
+			q += i
 		}
-		e := bytes.IndexByte(b[i:i+q], '\\')
+		e := bytes.IndexByte(b[i:q], '\\')
 		if e < 0 {
-			return i + q, true
+			return q, true
 		}
 		i += e + 1 // the escaped character
 		if i == len(b) {
@@ -212,32 +218,56 @@ func (r *dockerRecord) appendText(dst []byte) (out []byte, whole, ok bool) {
 // dockerLine reads the record that is the raw line buf[at:next] (next is
 // after its line break), and the partial records up to lim that continue
 // it, as one line into dst: see peek. It returns the line, the length of
-// its prefix, where its last record ends and how many records it spans; ok
-// is false when buf[at:next] is no record, more when the input must be
-// read on to tell where the line ends.
-func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, end, n int, ok, more bool) {
+// its prefix, where its last record ends, how many records it spans and
+// whether some of them are another stream's (over); ok is false when
+// buf[at:next] is no record. While a trace is followed
+// (see followStream), a record of another stream is read alone. With grow (at is pos, lim is
+// end), it reads more input as it needs to tell where the line ends, which
+// moves buf: the offsets it returns are in the moved buf, and the records
+// already read are not read again.
+func (s *Scanner) dockerLine(dst []byte, at, next, lim int, grow bool) (line []byte, plen, end, n int, over, ok bool) {
 	r, ok := parseDocker(trimCR(s.buf[at:trimNL(s.buf, at, next)]))
 	if !ok {
 		return nil, 0, 0, 0, false, false
 	}
 	dst = r.appendPrefix(dst)
 	plen = len(dst)
+	if s.follow && !r.sameStream(&s.only) {
+		// Another stream than the trace's: a record of its own, so
+		// that the parts of a long line do not pass over the trace's.
+		return trimCR(unescape(dst, r.log)), plen, next, 1, false, true
+	}
 	dst, whole, ok := r.appendText(dst)
 	if !ok {
 		return nil, 0, 0, 0, false, false
 	}
+	first := dockerRecord{stream: r.stream, hasStream: r.hasStream}
 	end, n = next, 1
-	for cur, k, skipped := next, 1, 0; !whole && cur-at < maxLine; {
-		if cur == lim {
-			if lim == s.end && !s.eof {
-				return nil, 0, 0, 0, false, true
+	cur, k, skipped, moved := next, 1, 0, false
+	seen := cur // buf[cur:seen] holds no line break
+	for !whole && cur-at < maxLine {
+		e := 0
+		if from := max(cur, seen); from < lim {
+			if e = bytes.IndexByte(s.buf[from:lim], '\n') + 1; e > 0 {
+				e += from - cur
 			}
-			break
 		}
-		e := bytes.IndexByte(s.buf[cur:lim], '\n') + 1
 		if e == 0 {
-			if lim == s.end && !s.eof && lim-cur < maxLine {
-				return nil, 0, 0, 0, false, true
+			seen = lim
+			if grow && !s.eof && lim-cur < maxLine {
+				// Read on to tell where the line ends: fill moves buf
+				// by the history it drops.
+				if !moved {
+					first.stream, moved = bytes.Clone(first.stream), true // in buf
+				}
+				pos := s.pos
+				s.fill()
+				d := pos - s.pos
+				at, cur, seen, end, lim = at-d, cur-d, seen-d, end-d, s.end
+				continue
+			}
+			if cur == lim {
+				break
 			}
 			e = lim - cur
 		}
@@ -246,7 +276,7 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, 
 			break
 		}
 		cur, k = cur+e, k+1
-		if !c.sameStream(&r) {
+		if !c.sameStream(&first) {
 			// Docker copies each stream on its own: the other's
 			// records may come between the parts of a line.
 			if skipped++; skipped > maxOther {
@@ -259,9 +289,9 @@ func (s *Scanner) dockerLine(dst []byte, at, next, lim int) (line []byte, plen, 
 			dst = dst[:m]
 			break
 		}
-		end, n = cur, k
+		end, n, over = cur, k, skipped > 0
 	}
-	return trimCR(dst), plen, end, n, true, false
+	return trimCR(dst), plen, end, n, over, true
 }
 
 // trimNL returns end, or end-1 when buf[end-1] is a line break.
@@ -296,4 +326,41 @@ func (s *Scanner) partialBefore(r *dockerRecord, at int) int {
 		at = ps
 	}
 	return at
+}
+
+// followStream starts following the stream of the Docker record that
+// peek read last at pos, if it is one, or stops following (on false):
+// while a trace on one stream is read, a record of another stream reads
+// as itself alone, not joined with the records that continue it, which
+// would pass over the trace's own records in between.
+func (s *Scanner) followStream(on bool) {
+	if !on {
+		if s.follow {
+			s.follow = false
+			if r, ok := s.recordAt(s.vpos); ok && s.vdocker && !r.sameStream(&s.only) {
+				s.vpos = -1 // read alone: peek joins it with the rest of its line now
+			}
+		}
+		return
+	}
+	if s.vpos != s.pos || !s.vdocker {
+		return
+	}
+	if r, ok := s.recordAt(s.pos); ok {
+		// The line at pos is of this stream: peek reads it the same.
+		s.only = dockerRecord{stream: append(s.only.stream[:0], r.stream...), hasStream: r.hasStream}
+		s.follow = true
+	}
+}
+
+// recordAt parses the raw line at i as a Docker record.
+func (s *Scanner) recordAt(i int) (dockerRecord, bool) {
+	if i < 0 || i >= s.end {
+		return dockerRecord{}, false
+	}
+	end := s.end
+	if j := bytes.IndexByte(s.buf[i:s.end], '\n'); j >= 0 {
+		end = i + j
+	}
+	return parseDocker(trimCR(s.buf[i:end]))
 }

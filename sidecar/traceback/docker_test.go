@@ -3,6 +3,7 @@ package traceback_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -261,5 +262,151 @@ func TestDockerRecords(t *testing.T) {
 				t.Errorf("time %v", got[0].Time)
 			}
 		})
+	}
+}
+
+// escapedRecord is one json-file record whose "log" is a goroutine header
+// followed by n escaped tabs: a line no trace has, but a valid record.
+func escapedRecord(n int) string {
+	return `{"log":"goroutine 1 [running]:` + strings.Repeat(`\t`, n) + `\n","stream":"stderr","time":"2026-11-30T10:00:01Z"}` + "\n"
+}
+
+// TestDockerHugeEscapedRecord: a record of 8 MB of escapes, as a candidate
+// line and right above a trace, is read in time linear in its length (the
+// closing quote was searched for again after every escape: hours for
+// this one) and is no part of the trace.
+func TestDockerHugeEscapedRecord(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	hostile := escapedRecord(4 << 20)
+	got := scanOne(t, []byte(hostile+string(dockerLog(base))+hostile))
+	sameTrace(t, got, base)
+}
+
+// BenchmarkDockerEscapedRecord: one record of n escapes; ns/op grows
+// linearly with n.
+func BenchmarkDockerEscapedRecord(b *testing.B) {
+	for _, n := range []int{16 << 10, 256 << 10, 4 << 20} {
+		in := []byte(escapedRecord(n))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				sc := traceback.NewScanner(bytes.NewReader(in))
+				for sc.Scan() {
+				}
+			}
+		})
+	}
+}
+
+// partialChain is n partial stderr records, each holding a goroutine
+// header so that the scanner reads them as a line, never ended.
+func partialChain(n int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(dockerRecord("goroutine 1 [running]: and more", "stderr", i))
+	}
+	return b.String()
+}
+
+// TestDockerLongChainByteByByte: a line of 10,000 partial records (0.8 MB)
+// read a byte at a time, as a pipe may deliver it, is joined as the input
+// comes: each read used to join the records from the first again (10^12
+// bytes parsed for this one). The trace after it is whole.
+func TestDockerLongChainByteByByte(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	in := []byte(partialChain(10000) + string(dockerLog(base)))
+	var got []traceback.Trace
+	sc := traceback.NewScanner(&oneByte{in})
+	for sc.Scan() {
+		got = append(got, sc.Trace())
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d traces, want 1", len(got))
+	}
+	sameTrace(t, got[0], base)
+}
+
+// BenchmarkDockerLongChain: a line of n partial records read 4 KB at a
+// time; ns/op grows linearly with n.
+func BenchmarkDockerLongChain(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		in := []byte(partialChain(n) + dockerRecord("\n", "stderr", 0))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				sc := traceback.NewScanner(&chunked{bytes.NewReader(in), 4 << 10})
+				for sc.Scan() {
+				}
+			}
+		})
+	}
+}
+
+// chunked reads at most n bytes at a time.
+type chunked struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// TestDockerOtherStreamLongLine: the other stream writes a line longer
+// than 16 KB while the trace is written, and Docker's records of the two
+// interleave: the other line's records are passed over one by one. Joined
+// as one line, they passed over the trace's own records between them, the
+// panic header or the goroutine header with them, and the trace was lost
+// or lost frames.
+func TestDockerOtherStreamLongLine(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	long := strings.Repeat("x", 16<<10)
+	ls := lines(base)
+	// The other line starts before line `from` of the trace and ends after
+	// line `to`.
+	for _, span := range [][2]int{{0, 0}, {1, 3}, {2, 2}, {3, 4}, {5, 7}, {1, len(ls) - 1}} {
+		t.Run(fmt.Sprint(span), func(t *testing.T) {
+			var in strings.Builder
+			in.WriteString(dockerRecord("starting up\n", "stdout", 0))
+			for i, l := range ls {
+				if i == span[0] {
+					in.WriteString(dockerRecord(long, "stdout", i))
+					in.WriteString(dockerRecord(long, "stdout", i))
+				}
+				in.WriteString(dockerRecord(l+"\n", "stderr", i))
+				if i == span[1] {
+					in.WriteString(dockerRecord("the end of a long line\n", "stdout", i))
+				}
+			}
+			got := scanOne(t, []byte(in.String()))
+			sameTrace(t, got, base)
+			want := 2 // the panic line, after "starting up"
+			if span[0] == 0 {
+				want += 2 // and the other line's first two records
+			}
+			if got.Line != want {
+				t.Errorf("line %d, want %d", got.Line, want)
+			}
+		})
+	}
+}
+
+// TestDockerLongLineAroundTrace: a long line of one stream that mentions
+// a goroutine, no trace itself, passes over a whole trace on the other
+// stream between its records: the trace is read, and the long line's
+// records are not read again as lines of their own (each of them would
+// be joined with the rest of the line again).
+func TestDockerLongLineAroundTrace(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	part := "goroutine 7 is slow; " + strings.Repeat("x", 16<<10)
+	var in strings.Builder
+	in.WriteString(dockerRecord(part, "stdout", 0))
+	for i, l := range lines(base) {
+		in.WriteString(dockerRecord(l+"\n", "stderr", i))
+		in.WriteString(dockerRecord(part, "stdout", i))
+	}
+	in.WriteString(dockerRecord("the end of the report\n", "stdout", 0))
+	got := scanOne(t, []byte(in.String()))
+	sameTrace(t, got, base)
+	if got.Line != 2 {
+		t.Errorf("line %d, want 2", got.Line)
 	}
 }

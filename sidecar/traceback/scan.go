@@ -72,6 +72,14 @@ type Scanner struct {
 	excAt    int // cached position of the next anchorException at or after pos, -1 none up to excLimit
 	excLimit int
 	floor    int // the end of the last trace read: looking back stops there
+	// Offsets in buf move as fill drops history: dropped counts the
+	// bytes dropped so far, and fill keeps buf[pin:] (pin >= 0), the
+	// line join may give back.
+	dropped int
+	pin     int
+	// buf[nlFrom:nlTo] holds no line break: a line that comes in many
+	// reads is searched for its end once (breakFrom).
+	nlFrom, nlTo int
 
 	// The line at vpos (-1: none) as peek reads it, kept until buf moves:
 	// its text, the end of its raw line(s), their number, and whether it
@@ -82,9 +90,17 @@ type Scanner struct {
 	vend    int
 	vlines  int
 	vdocker bool
+	vover   bool // the Docker record's line passes over another stream's records
 	vplen   int
 	view    []byte
 	back    []byte // lineBefore's scratch
+	// While follow, the trace read is on only's stream (followStream).
+	follow bool
+	only   dockerRecord
+	// Up to passEnd, the records of passed's stream continue a line that
+	// holds no trace and passed over another stream's records (passLine).
+	passEnd int
+	passed  dockerRecord
 
 	queue []Trace
 	cur   Trace
@@ -92,7 +108,7 @@ type Scanner struct {
 
 // NewScanner returns a Scanner reading r.
 func NewScanner(r io.Reader) *Scanner {
-	return &Scanner{r: r, now: time.Now(), excAt: -1, vpos: -1}
+	return &Scanner{r: r, now: time.Now(), excAt: -1, vpos: -1, pin: -1}
 }
 
 // Trace returns the trace found by the last Scan.
@@ -121,12 +137,22 @@ func (s *Scanner) fill() bool {
 		return false
 	}
 	s.vpos = -1
-	if keep := max(0, s.pos-histBytes); keep > 0 {
+	keep := max(0, s.pos-histBytes)
+	if s.pin >= 0 {
+		keep = min(keep, s.pin)
+	}
+	if keep > 0 {
 		copy(s.buf, s.buf[keep:s.end])
 		s.pos -= keep
 		s.end -= keep
 		s.excAt, s.excLimit = -1, 0
 		s.floor = max(0, s.floor-keep)
+		s.dropped += keep
+		s.nlFrom, s.nlTo = s.nlFrom-keep, s.nlTo-keep
+		s.passEnd -= keep
+		if s.pin >= 0 {
+			s.pin -= keep
+		}
 	}
 	if len(s.buf)-s.end < readSize/2 {
 		size := max(2*len(s.buf), s.end+readSize)
@@ -154,9 +180,11 @@ func (s *Scanner) complete() int {
 	if s.eof {
 		return s.end
 	}
-	if i := bytes.LastIndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
-		return s.pos + i + 1
+	from := s.breakFrom()
+	if i := bytes.LastIndexByte(s.buf[from:s.end], '\n'); i >= 0 {
+		return from + i + 1
 	}
+	s.nlFrom, s.nlTo = s.pos, s.end
 	if s.end-s.pos >= maxLine {
 		return s.end // a line too long to be a trace line: cut it
 	}
@@ -187,10 +215,16 @@ func (s *Scanner) find() bool {
 		ls := bytes.LastIndexByte(region[:a], '\n') + 1
 		s.line += bytes.Count(region[:ls], nl)
 		s.pos += ls
+		if s.pos < s.passEnd {
+			if r, ok := s.recordAt(s.pos); ok && r.sameStream(&s.passed) {
+				s.skipRaw() // a part of a line read already
+				continue
+			}
+		}
 		if s.candidate(a - ls) {
 			return true
 		}
-		s.skipLine()
+		s.passLine()
 	}
 }
 
@@ -225,9 +259,10 @@ func (s *Scanner) nextException(lim int) int {
 func (s *Scanner) peek() ([]byte, bool) {
 	for s.vpos != s.pos {
 		next := s.end
-		if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
-			next = s.pos + i + 1
-		} else if !s.eof && s.end-s.pos < maxLine {
+		from := s.breakFrom()
+		if i := bytes.IndexByte(s.buf[from:s.end], '\n'); i >= 0 {
+			next = from + i + 1
+		} else if s.nlFrom, s.nlTo = s.pos, s.end; !s.eof && s.end-s.pos < maxLine {
 			if !s.fill() && s.pos == s.end {
 				return nil, false
 			}
@@ -235,17 +270,18 @@ func (s *Scanner) peek() ([]byte, bool) {
 		} else if s.pos == s.end {
 			return nil, false
 		}
-		s.vline, s.vend, s.vlines, s.vdocker = trimCR(s.buf[s.pos:trimNL(s.buf, s.pos, next)]), next, 1, false
-		if len(s.vline) > 0 && s.vline[0] == '{' {
-			line, plen, end, n, ok, more := s.dockerLine(s.view[:0], s.pos, next, s.end)
-			if more {
-				s.fill()
-				continue
-			}
+		s.vdocker = false
+		if s.buf[s.pos] == '{' {
+			rel := next - s.pos
+			line, plen, end, n, over, ok := s.dockerLine(s.view[:0], s.pos, next, s.end, true) // may move buf
+			next = s.pos + rel
 			if ok {
 				s.view = line[:0]
-				s.vline, s.vend, s.vlines, s.vdocker, s.vplen = line, end, n, true, plen
+				s.vline, s.vend, s.vlines, s.vdocker, s.vplen, s.vover = line, end, n, true, plen, over
 			}
+		}
+		if !s.vdocker {
+			s.vline, s.vend, s.vlines = trimCR(s.buf[s.pos:trimNL(s.buf, s.pos, next)]), next, 1
 		}
 		s.vpos = s.pos
 	}
@@ -258,12 +294,43 @@ func (s *Scanner) skipLine() {
 		s.pos, s.line = s.vend, s.line+s.vlines
 		return
 	}
+	s.skipRaw()
+}
+
+// breakFrom returns where the line break that ends the line at pos may
+// be: after what is known to hold none.
+func (s *Scanner) breakFrom() int {
+	if s.nlFrom <= s.pos && s.pos <= s.nlTo {
+		return s.nlTo
+	}
+	return s.pos
+}
+
+// skipRaw moves past the raw line at pos.
+func (s *Scanner) skipRaw() {
 	if i := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); i >= 0 {
 		s.pos += i + 1
 	} else {
 		s.pos = s.end
 	}
 	s.line++
+}
+
+// passLine moves past the line at pos, which holds no trace. A Docker
+// line that passes over another stream's records is passed one record at
+// a time, so that those are read: find passes over its own stream's
+// records that continue it.
+func (s *Scanner) passLine() {
+	s.peek() // candidate may have read on from pos
+	if s.vpos == s.pos && s.vdocker && s.vover {
+		if r, ok := s.recordAt(s.pos); ok {
+			s.passed = dockerRecord{stream: append(s.passed.stream[:0], r.stream...), hasStream: r.hasStream}
+			s.passEnd = s.vend
+			s.skipRaw()
+			return
+		}
+	}
+	s.skipLine()
 }
 
 // lineBefore returns the line that ends at end (after its line break) as
@@ -279,9 +346,12 @@ func (s *Scanner) lineBefore(end int) (start int, line []byte, n int, docker boo
 	if !ok {
 		return start, line, 1, false
 	}
-	first := s.partialBefore(&r, start)
+	first := start
+	if !s.follow || r.sameStream(&s.only) {
+		first = s.partialBefore(&r, start)
+	}
 	next := bytes.IndexByte(s.buf[first:end], '\n') + first + 1
-	v, _, e, n, ok, _ := s.dockerLine(s.back[:0], first, next, end)
+	v, _, e, n, _, ok := s.dockerLine(s.back[:0], first, next, end, false)
 	if !ok || e != end {
 		return start, line, 1, false
 	}
@@ -325,8 +395,10 @@ func (s *Scanner) candidate(a int) bool {
 // from the goroutine header at pos (or exception line) for the panic
 // header, then reads on from there.
 func (s *Scanner) plain(a int, exception bool) bool {
-	header, headerLine := s.pos, s.line
+	header, headerLine, dropped := s.pos, s.line, s.dropped
 	start, startLine, prefixLen := s.pos, s.line, a
+	s.followStream(true)
+	defer s.followStream(false)
 	if !exception {
 		start, startLine, prefixLen = s.lookBack(a)
 	}
@@ -346,8 +418,13 @@ func (s *Scanner) plain(a int, exception bool) bool {
 	pats[0] = learnPrefix([]byte(t.Prefix))
 	t.Text, t.Truncated = s.readTrace(pats[:np], prefixLen)
 	if len(t.Text) == 0 {
-		s.pos, s.line = header, headerLine
-		return false
+		if h := header - (s.dropped - dropped); h >= 0 { // header moved with buf
+			s.pos, s.line = h, headerLine
+			return false
+		}
+		// Read so far past the header that buf no longer holds it:
+		// what was read is no trace, and reading goes on from here.
+		return true
 	}
 	s.floor = s.pos
 	s.queue = append(s.queue, t)
@@ -619,6 +696,8 @@ func (s *Scanner) join(pats []prefix, c []byte) ([]byte, int) {
 	}
 	file := Classify(c).Kind == File // only its "+0x..." offset can follow
 	start, startLine := s.pos, s.line
+	s.pin = start // peek may move buf: fill keeps the line to give back, and moves pin with it
+	defer func() { s.pin = -1 }()
 	j := c
 	for n := 1; n <= 3; n++ {
 		next, ok := s.peek()
@@ -634,7 +713,7 @@ func (s *Scanner) join(pats []prefix, c []byte) ([]byte, int) {
 			return j, n
 		}
 	}
-	s.pos, s.line = start, startLine
+	s.pos, s.line = s.pin, startLine
 	return c, 0
 }
 

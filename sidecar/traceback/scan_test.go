@@ -2,6 +2,8 @@ package traceback_test
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,6 +165,84 @@ func TestCorpus(t *testing.T) {
 			if p.Kind != tc.kind || p.Message != tc.msg || sig.Site.Function != tc.site {
 				t.Errorf("kind %q, message %q, site %q; want %q, %q, %q\n%s", p.Kind, p.Message, sig.Site.Function,
 					tc.kind, tc.msg, tc.site, got[0].Text)
+			}
+		})
+	}
+}
+
+// TestSmallReads: every base trace in every shape, after more log text
+// than the history kept before the read position, reads the same when
+// the input comes in small pieces (a pipe) as when it comes at once. A
+// line looked at and given back (a viewer's wrap that was none, an
+// exception line with no frames after it) used to be returned to by its
+// offset in a buffer that reading on had moved: the scanner read the
+// wrong text or panicked (slice bounds out of range).
+func TestSmallReads(t *testing.T) {
+	bases := baseTraces(t)
+	var in []byte
+	for i := 0; len(in) < 80<<10; i++ {
+		in = fmt.Appendf(in, `{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d}`+"\n", i%1000, i)
+	}
+	for _, name := range slices.Sorted(maps.Keys(bases)) {
+		for _, sh := range allShapes() {
+			trace := sh.fn(bases[name])
+			for _, tail := range []string{"", "Exception 0xc0000005 0x0 0x0 0x0\n" + strings.Repeat(strings.Repeat("y", 5000)+"\n", 30)} {
+				for skip := 0; skip < 4096; skip += 811 {
+					data := slices.Concat(in[skip:], trace, []byte(tail), in[:8<<10], trace)
+					want := scanAll(t, data)
+					for _, chunk := range []int{4096, 1000} {
+						var got []traceback.Trace
+						sc := traceback.NewScanner(&chunked{bytes.NewReader(data), chunk})
+						for sc.Scan() {
+							got = append(got, sc.Trace())
+						}
+						if len(got) != len(want) {
+							t.Fatalf("%s %s, skip %d, %d-byte reads: %d traces, at once %d", name, sh.name, skip, chunk, len(got), len(want))
+						}
+						for i := range got {
+							if !bytes.Equal(got[i].Text, want[i].Text) || got[i].Line != want[i].Line {
+								t.Fatalf("%s %s, skip %d, %d-byte reads: trace %d differs", name, sh.name, skip, chunk, i)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestLongLineByteByByte: a line of 2 MB, between log lines and inside a
+// trace, plain or in a partial Docker record, read a byte at a time (a
+// pipe may deliver it so), reads as it does at once. The line's start was
+// searched for a line break again after every read: 10^12 bytes for one
+// such line.
+func TestLongLineByteByByte(t *testing.T) {
+	base := readBase(t, "go1.16_nil_method.txt")
+	long := strings.Repeat("x", 2<<20)
+	ls := lines(base)
+	inTrace := strings.Join(ls[:5], "\n") + "\nmain.main()" + long + "\n" + strings.Join(ls[5:], "\n") + "\n"
+	for name, in := range map[string]string{
+		"plain":  "starting up " + long + "\n" + string(base),
+		"trace":  inTrace,
+		"docker": dockerRecord("starting up", "stderr", 0) + `{"log":"` + long + "\n" + string(dockerLog(base)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := scanAll(t, []byte(in))
+			if len(want) == 0 {
+				t.Fatal("no trace read at once")
+			}
+			var got []traceback.Trace
+			sc := traceback.NewScanner(&oneByte{[]byte(in)})
+			for sc.Scan() {
+				got = append(got, sc.Trace())
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d traces read a byte at a time, %d at once", len(got), len(want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i].Text, want[i].Text) || got[i].Line != want[i].Line {
+					t.Errorf("trace %d differs", i)
+				}
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -225,8 +226,33 @@ func (a *Auth) csrfToken(r *http.Request) string {
 	return ""
 }
 
+// maxLoginBody bounds what anyone may send the login form: a token of
+// at most 4 KB and a page to go back to.
+const maxLoginBody = 64 << 10
+
 // login serves the token form and turns a right token into a session.
 func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
+	// Anyone may ask, with any method: the form is read from at most
+	// maxLoginBody bytes (net/http would take 10 MB of a form, and 32 MB
+	// of a multipart one in memory with the rest on disk, even from a
+	// GET), and one that does not parse is refused before any token is
+	// compared.
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
+	err := r.ParseForm() // ParseMultipartForm drops its error for a form that is not multipart
+	if err == nil {
+		if err = r.ParseMultipartForm(maxLoginBody); errors.Is(err, http.ErrNotMultipart) {
+			err = nil
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "request entity too large: the login form takes at most 64 KB", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "bad request: the login form does not parse", http.StatusBadRequest)
+		return
+	}
 	next := r.FormValue("next")
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
 		next = "/ui/"

@@ -3,7 +3,9 @@ package webui_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -347,4 +349,53 @@ func TestNoTokenLoopbackNotLimited(t *testing.T) {
 			t.Errorf("stats %+v without a token", st)
 		}
 	})
+}
+
+// The login form is anyone's to post to: a body past 64 KB is refused
+// with 413 before any token is compared, in any method and encoding
+// (net/http would read 10 MB of a form, and 32 MB of a multipart one in
+// memory with the rest on disk, even from a GET), and a form that does
+// not parse with 400; the form itself works as ever.
+func TestLoginBodyBounded(t *testing.T) {
+	const token = "body-test-token-0123456789"
+	auth := webui.NewAuth(service, token)
+	h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("data")) }))
+	serve := func(method, ctype string, body io.Reader) int {
+		req := httptest.NewRequest(method, "/ui/login", body)
+		req.RemoteAddr, req.Host = "192.0.2.1:40000", "sidecar.example:39190"
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	big := strings.Repeat("x", 1<<20)
+	form := url.Values{"token": {"wrong-token-0123456789"}, "pad": {big}}.Encode()
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("token", "wrong-token-0123456789")
+	fw, _ := mw.CreateFormFile("upload", "big.bin")
+	io.WriteString(fw, big)
+	mw.Close()
+	for _, tc := range []struct {
+		method, ctype string
+		body          string
+		want          int
+	}{
+		{"POST", "application/x-www-form-urlencoded", form, http.StatusRequestEntityTooLarge},
+		{"POST", mw.FormDataContentType(), mp.String(), http.StatusRequestEntityTooLarge},
+		{"GET", mw.FormDataContentType(), mp.String(), http.StatusRequestEntityTooLarge},
+		{"POST", "application/x-www-form-urlencoded", "token=%zz", http.StatusBadRequest},
+		{"POST", "application/x-www-form-urlencoded", url.Values{"token": {"wrong-token-0123456789"}}.Encode(), http.StatusUnauthorized},
+		{"POST", "application/x-www-form-urlencoded", url.Values{"token": {token}}.Encode(), http.StatusSeeOther},
+		{"GET", "", "", http.StatusOK},
+	} {
+		if code := serve(tc.method, tc.ctype, strings.NewReader(tc.body)); code != tc.want {
+			t.Errorf("%s %s of %d bytes: %d, want %d", tc.method, tc.ctype, len(tc.body), code, tc.want)
+		}
+	}
+	if st := auth.LimitStats(); st.Failures != 1 {
+		t.Errorf("%d wrong tokens compared, want 1 (the form that parsed)", st.Failures)
+	}
 }
