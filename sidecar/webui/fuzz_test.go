@@ -30,14 +30,16 @@ func FuzzSessionCookie(f *testing.F) {
 }
 
 // An example trace is whatever a stacktrace file held: laying it out
-// never fails, and a site it names is shown first.
+// never fails, and a non-empty one is shown, laid out or raw (an empty
+// one, a group restored without its example, says so on the page).
 func FuzzLayoutTrace(f *testing.F) {
 	f.Add(reportExample, "trevi/arcade-wilddig-gameserver/task.clientWrite")
 	f.Add("panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/x/main.go:3 +0x1\n", "main.main")
 	f.Add("garbage\x00\xff", "")
+	f.Add("", "")
 	f.Fuzz(func(t *testing.T, example, site string) {
 		tv := layoutTrace(crash.Group{Example: example, CrashSite: crash.Site{Function: site}})
-		if tv.Raw == "" && tv.Site == nil {
+		if example != "" && tv.Raw == "" && tv.Site == nil {
 			t.Fatal("neither a layout nor the raw example")
 		}
 	})

@@ -1,6 +1,9 @@
 package webui
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -94,5 +97,27 @@ func TestSparkline(t *testing.T) {
 	}
 	if sparkline(nil) != "" {
 		t.Error("no values, no sparkline")
+	}
+}
+
+// A group with no example (restored without one) says so on its page
+// instead of an empty trace box.
+func TestGroupPageWithoutExample(t *testing.T) {
+	for _, tc := range []struct {
+		example, want string
+	}{
+		{"", "No example trace was kept"},
+		{reportExample, `id="crash-site"`},
+		{"not a trace", `<pre class="raw">not a trace</pre>`},
+	} {
+		g := crash.Group{Key: "k", Example: tc.example, CrashSite: crash.Site{Function: "trevi/arcade-wilddig-gameserver/task.clientWrite"}}
+		w := httptest.NewRecorder()
+		render(w, http.StatusOK, page{Service: "wilddiggr", Data: struct {
+			Group crash.Group
+			Trace traceView
+		}{g, layoutTrace(g)}}, "group", slog.New(slog.DiscardHandler))
+		if body := w.Body.String(); !strings.Contains(body, tc.want) {
+			t.Errorf("example %.20q: the page lacks %q", tc.example, tc.want)
+		}
 	}
 }
