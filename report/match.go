@@ -47,6 +47,11 @@ func ParseMatcher(s string) (Matcher, error) {
 		m.Value = v
 	}
 	if m.Op == "=~" || m.Op == "!~" {
+		// Checked alone first, so an error quotes the user's regex, not
+		// its anchored form.
+		if _, err := regexp.Compile(m.Value); err != nil {
+			return Matcher{}, fmt.Errorf("match %q: %w", s, err)
+		}
 		re, err := regexp.Compile("^(?s:" + m.Value + ")$") // anchored, as in PromQL
 		if err != nil {
 			return Matcher{}, fmt.Errorf("match %q: %w", s, err)
