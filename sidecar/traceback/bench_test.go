@@ -13,42 +13,50 @@ import (
 	"github.com/stackwatch/stackwatch/sidecar/traceback"
 )
 
-var (
-	mixedOnce  sync.Once
-	mixedLog   []byte
-	mixedCount int
-)
-
 // mixedLog100MB is 100 MB of ordinary log lines (JSON, logfmt, CRI
 // prefixed) with a trace of every base and shape embedded every ~64 KB.
-func mixedLog100MB(b *testing.B) ([]byte, int) {
-	mixedOnce.Do(func() {
-		bases := baseTraces(b)
-		var traces [][]byte
-		for _, name := range slices.Sorted(mapsKeys(bases)) {
-			for _, sh := range shapes {
-				traces = append(traces, sh.fn(bases[name]))
+var mixedLog100MB = bigLog(shapes, 640, func(buf *bytes.Buffer, i int) {
+	switch i % 3 {
+	case 0:
+		fmt.Fprintf(buf, `{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d,"amount":%d}`+"\n", i%1000, i, i%500)
+	case 1:
+		fmt.Fprintf(buf, "time=2026-02-03T19:00:16.%03dZ level=info msg=\"session closed\" remote=10.0.%d.%d:443 bytes=%d\n", i%1000, i%256, i%200, i*7)
+	default:
+		fmt.Fprintf(buf, "2026-02-03T19:00:16.%03dZ stdout F GET /api/v1/prize?id=%d 200 %dus\n", i%1000, i, i%9000)
+	}
+})
+
+// bigLog returns a builder, run once, of 100 MB of the lines line writes,
+// with the traces of every base in every one of shapes embedded in turn
+// after each every-th line; it also returns how many traces it embedded.
+func bigLog(shapes []shape, every int, line func(buf *bytes.Buffer, i int)) func(testing.TB) ([]byte, int) {
+	var (
+		once  sync.Once
+		log   []byte
+		count int
+	)
+	return func(tb testing.TB) ([]byte, int) {
+		once.Do(func() {
+			bases := baseTraces(tb)
+			var traces [][]byte
+			for _, name := range slices.Sorted(mapsKeys(bases)) {
+				for _, sh := range shapes {
+					traces = append(traces, sh.fn(bases[name]))
+				}
 			}
-		}
-		var buf bytes.Buffer
-		buf.Grow(101 << 20)
-		for i := 0; buf.Len() < 100<<20; i++ {
-			switch i % 3 {
-			case 0:
-				fmt.Fprintf(&buf, `{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d,"amount":%d}`+"\n", i%1000, i, i%500)
-			case 1:
-				fmt.Fprintf(&buf, "time=2026-02-03T19:00:16.%03dZ level=info msg=\"session closed\" remote=10.0.%d.%d:443 bytes=%d\n", i%1000, i%256, i%200, i*7)
-			default:
-				fmt.Fprintf(&buf, "2026-02-03T19:00:16.%03dZ stdout F GET /api/v1/prize?id=%d 200 %dus\n", i%1000, i, i%9000)
+			var buf bytes.Buffer
+			buf.Grow(101 << 20)
+			for i := 0; buf.Len() < 100<<20; i++ {
+				line(&buf, i)
+				if i%every == every-1 {
+					buf.Write(traces[count%len(traces)])
+					count++
+				}
 			}
-			if i%640 == 639 {
-				buf.Write(traces[mixedCount%len(traces)])
-				mixedCount++
-			}
-		}
-		mixedLog = buf.Bytes()
-	})
-	return mixedLog, mixedCount
+			log = buf.Bytes()
+		})
+		return log, count
+	}
 }
 
 // BenchmarkScanMixedLog: traces out of a 100 MB log on one core.
@@ -77,44 +85,19 @@ func benchScan(b *testing.B, data []byte, want int) {
 	b.ReportMetric(float64(want), "embedded")
 }
 
-var (
-	dockerJSONOnce  sync.Once
-	dockerJSONLog   []byte
-	dockerJSONCount int
-)
-
 // dockerJSONLog100MB is 100 MB of a container's json-file log, stdout and
 // stderr, with a trace of every base in every Docker shape embedded every
 // ~64 KB.
-func dockerJSONLog100MB(b *testing.B) ([]byte, int) {
-	dockerJSONOnce.Do(func() {
-		bases := baseTraces(b)
-		var traces [][]byte
-		for _, name := range slices.Sorted(mapsKeys(bases)) {
-			for _, sh := range dockerShapes {
-				traces = append(traces, sh.fn(bases[name]))
-			}
-		}
-		var buf bytes.Buffer
-		buf.Grow(101 << 20)
-		for i := 0; buf.Len() < 100<<20; i++ {
-			switch i % 3 {
-			case 0:
-				buf.WriteString(dockerRecord(fmt.Sprintf(`{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d,"amount":%d}`+"\n", i%1000, i, i%500), "stdout", i))
-			case 1:
-				buf.WriteString(dockerRecord(fmt.Sprintf("time=2026-02-03T19:00:16.%03dZ level=info msg=\"session closed\" remote=10.0.%d.%d:443 bytes=%d\n", i%1000, i%256, i%200, i*7), "stderr", i))
-			default:
-				buf.WriteString(dockerRecord(fmt.Sprintf("GET /api/v1/prize?id=%d 200 %dus\n", i, i%9000), "stdout", i))
-			}
-			if i%400 == 399 {
-				buf.Write(traces[dockerJSONCount%len(traces)])
-				dockerJSONCount++
-			}
-		}
-		dockerJSONLog = buf.Bytes()
-	})
-	return dockerJSONLog, dockerJSONCount
-}
+var dockerJSONLog100MB = bigLog(dockerShapes, 400, func(buf *bytes.Buffer, i int) {
+	switch i % 3 {
+	case 0:
+		buf.WriteString(dockerRecord(fmt.Sprintf(`{"time":"2026-02-03T19:00:16.%03dZ","level":"INFO","msg":"bet settled","player":%d,"amount":%d}`+"\n", i%1000, i, i%500), "stdout", i))
+	case 1:
+		buf.WriteString(dockerRecord(fmt.Sprintf("time=2026-02-03T19:00:16.%03dZ level=info msg=\"session closed\" remote=10.0.%d.%d:443 bytes=%d\n", i%1000, i%256, i%200, i*7), "stderr", i))
+	default:
+		buf.WriteString(dockerRecord(fmt.Sprintf("GET /api/v1/prize?id=%d 200 %dus\n", i, i%9000), "stdout", i))
+	}
+})
 
 // BenchmarkScanDockerLog: traces out of a 100 MB json-file log on one core.
 func BenchmarkScanDockerLog(b *testing.B) {
