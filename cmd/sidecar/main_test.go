@@ -51,32 +51,15 @@ func startProc(t *testing.T, args ...string) *proc {
 // scrape returns the value of the unlabelled (or summed) metric m.
 func (p *proc) scrape(t *testing.T, m metrics.Metric) float64 {
 	t.Helper()
-	r, err := http.Get("http://" + p.addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	dec := expfmt.NewDecoder(r.Body, expfmt.NewFormat(expfmt.TypeTextPlain))
 	var sum float64
-	for {
-		var mf dto.MetricFamily
-		if err := dec.Decode(&mf); err != nil {
-			if err == io.EOF {
-				return sum
-			}
-			t.Fatal(err)
-		}
-		if mf.GetName() != m.Name {
-			continue
-		}
-		for _, s := range mf.GetMetric() {
-			if s.Counter != nil {
-				sum += s.Counter.GetValue()
-			} else if s.Gauge != nil {
-				sum += s.Gauge.GetValue()
-			}
+	for _, s := range p.families(t)[m.Name].GetMetric() {
+		if s.Counter != nil {
+			sum += s.Counter.GetValue()
+		} else if s.Gauge != nil {
+			sum += s.Gauge.GetValue()
 		}
 	}
+	return sum
 }
 
 func (p *proc) waitMetric(t *testing.T, m metrics.Metric, v float64) {
@@ -377,17 +360,10 @@ func TestTokenGuessingThrottled(t *testing.T) {
 	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("right token while throttled: %s, Retry-After %q", r.Status, r.Header.Get("Retry-After"))
 	}
-	f := p.families(t)
-	value := func(m metrics.Metric) float64 {
-		if mf := f[m.Name]; mf != nil && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-		return -1
-	}
-	if got := value(metrics.AuthFailures); got != float64(codes[http.StatusUnauthorized]) {
+	if got := p.scrape(t, metrics.AuthFailures); got != float64(codes[http.StatusUnauthorized]) {
 		t.Errorf("%s = %v, want %d", metrics.AuthFailures.Name, got, codes[http.StatusUnauthorized])
 	}
-	if got := value(metrics.AuthThrottled); got != float64(codes[http.StatusTooManyRequests]+1) {
+	if got := p.scrape(t, metrics.AuthThrottled); got != float64(codes[http.StatusTooManyRequests]+1) {
 		t.Errorf("%s = %v, want %d", metrics.AuthThrottled.Name, got, codes[http.StatusTooManyRequests]+1)
 	}
 	p.Stop(t, syscall.SIGTERM)
