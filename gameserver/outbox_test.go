@@ -2,11 +2,10 @@ package gameserver_test
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"io/fs"
 	"net"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stackwatch/stackwatch/gameserver/game"
 	"github.com/stackwatch/stackwatch/gameserver/protocol"
 	"github.com/stackwatch/stackwatch/gameserver/wallet"
+	"github.com/stackwatch/stackwatch/internal/proctest"
 )
 
 // fillOutbox settles n bets for player straight into a ledger in dir, as
@@ -63,20 +63,16 @@ func mustResolve(t *testing.T, addr string) net.Addr {
 }
 
 // rss is a process's resident set in bytes.
-func rss(t *testing.T, pid int) int64 {
+func rss(t *testing.T, p *proctest.Proc) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := p.Memory()
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Skipf("no /proc: %v", err)
 		}
+		t.Fatal(err)
 	}
-	t.Fatal("no VmRSS")
-	return 0
+	return m.RSS
 }
 
 // One player with 100,000 unacked results: each reconnect gets one page,
@@ -122,14 +118,14 @@ func TestUnackedOutboxStaysBounded(t *testing.T) {
 			t.Fatalf("reconnect %d: backlog starts at %s, want %s (the oldest bet)", i, got[0], first)
 		}
 		c.conn.Close()
-		switch r := rss(t, p.Pid()); {
+		switch r := rss(t, p.Proc); {
 		case i == 2:
 			base = r
 		case i > 2 && r > base+32<<20:
 			t.Fatalf("RSS grew from %d MB to %d MB over %d reconnects", base>>20, r>>20, i-2)
 		}
 	}
-	t.Logf("RSS %d MB after 20 reconnects", rss(t, p.Pid())>>20)
+	t.Logf("RSS %d MB after 20 reconnects", rss(t, p.Proc)>>20)
 
 	// Acking brings the rest, in bet order, none dropped.
 	c, _ := login(t, addr, "whale")
@@ -146,7 +142,7 @@ func TestUnackedOutboxStaysBounded(t *testing.T) {
 		seen[r.BetID] = true
 		c.send(protocol.TypeAck, protocol.Ack{BetID: r.BetID})
 	}
-	if r := rss(t, p.Pid()); r > base+64<<20 {
+	if r := rss(t, p.Proc); r > base+64<<20 {
 		t.Errorf("RSS %d MB after the drain (base %d MB)", r>>20, base>>20)
 	}
 }

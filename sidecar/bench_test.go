@@ -387,27 +387,11 @@ func (u usage) cpuSince(prev usage) float64 {
 type rss struct{ total, anon, file float64 }
 
 func (p *process) rss() rss {
-	var r rss
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	m, err := p.Memory()
 	if err != nil {
-		return r
+		return rss{}
 	}
-	for line := range strings.Lines(string(b)) {
-		name, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		switch name {
-		case "VmRSS":
-			r.total = kb / 1024
-		case "RssAnon":
-			r.anon = kb / 1024
-		case "RssFile":
-			r.file = kb / 1024
-		}
-	}
-	return r
+	return rss{total: float64(m.RSS) / (1 << 20), anon: float64(m.Anon) / (1 << 20), file: float64(m.File) / (1 << 20)}
 }
 
 // max keeps the sample with the larger total.

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -432,28 +431,17 @@ func siteTrace(i, size int) []byte {
 	return b.Bytes()
 }
 
-// peakRSS is a running sidecar's peak RSS so far, in bytes.
+// peakRSS is a running sidecar's own peak RSS so far, in bytes.
 func peakRSS(t *testing.T, p *proc) int64 {
 	t.Helper()
-	// VmHWM, the process's own high-water mark. Not the rusage of the
-	// exited child: os/exec starts it with CLONE_VM, and on exec Linux
-	// carries the parent's RSS into the child's ru_maxrss, so that figure
-	// is the test binary's own when it is larger (under -race, often).
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	m, err := p.Memory()
 	if err != nil {
-		t.Skipf("no /proc status for the sidecar: %v", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb << 10
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Skipf("no /proc: %v", err)
 		}
+		t.Fatal(err)
 	}
-	t.Skip("no VmHWM in /proc status")
-	return 0
+	return m.Peak
 }
 
 // TestBoundedManySites is issue 10's memory attack: 15,000 distinct crash

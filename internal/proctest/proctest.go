@@ -92,6 +92,41 @@ func (p *Proc) String() string { return fmt.Sprintf("%s[%d]", p.name, p.cmd.Proc
 // Pid is the process's id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
+// Memory is a running process's resident memory in bytes, as Linux counts
+// it in /proc/PID/status.
+type Memory struct {
+	RSS  int64 // VmRSS
+	Peak int64 // VmHWM, the high-water mark since exec
+	Anon int64 // RssAnon: heap and stacks, what the program holds
+	File int64 // RssFile: touched pages of the binary, shared and reclaimable
+}
+
+// Memory reads the process's memory now. The peak is the process's own:
+// the ru_maxrss of an exited child is not, since os/exec starts children
+// with CLONE_VM and Linux carries the parent's high-water mark across exec.
+func (p *Proc) Memory() (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		return Memory{}, err
+	}
+	var m Memory
+	fields := map[string]*int64{"VmRSS": &m.RSS, "VmHWM": &m.Peak, "RssAnon": &m.Anon, "RssFile": &m.File}
+	for line := range strings.Lines(string(b)) {
+		name, v, _ := strings.Cut(line, ":")
+		if f := fields[name]; f != nil {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return Memory{}, fmt.Errorf("%s: %s %q: %w", p.name, name, v, err)
+			}
+			*f = kb << 10
+		}
+	}
+	if m.RSS == 0 {
+		return Memory{}, fmt.Errorf("%s: no VmRSS in /proc/%d/status", p.name, p.Pid())
+	}
+	return m, nil
+}
+
 // Logs is everything the process wrote to stdout and stderr so far.
 func (p *Proc) Logs() string { return p.out.String() }
 

@@ -58,6 +58,14 @@ func helper(mode []string) int {
 		signal.Ignore(syscall.SIGTERM)
 		text.Info("listening", "addr", "127.0.0.1:1234")
 		select {}
+	case "alloc": // 64 MiB of heap, every page touched, then listening
+		b := make([]byte, 64<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		text.Info("listening", "addr", "127.0.0.1:1234")
+		<-term
+		runtime.KeepAlive(b)
 	case "silent":
 		signal.Reset(syscall.SIGTERM)
 		select {}
@@ -346,5 +354,25 @@ func TestBinaryName(t *testing.T) {
 		if got := binaryName(pkg); got != want {
 			t.Errorf("binaryName(%q) = %q, want %q", pkg, got, want)
 		}
+	}
+}
+
+// Memory is the child's own: its heap shows in RSS, the peak and the
+// anonymous pages; the code of its binary in the file pages.
+func TestMemory(t *testing.T) {
+	p := startHelper(t, "alloc")
+	p.Listening(t, time.Minute)
+	m, err := p.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS < 64<<20 || m.Peak < m.RSS || m.Anon < 64<<20 || m.File <= 0 || m.Anon+m.File > m.RSS+1<<20 {
+		t.Errorf("a child holding 64 MiB: %+v", m)
+	}
+	if err := p.Stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Memory(); err == nil {
+		t.Error("Memory of an exited process did not fail")
 	}
 }
