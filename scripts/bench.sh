@@ -26,8 +26,9 @@ run() {
 # Parsing and grouping panics (ours vs panicparse), analyze, game maths, chart.
 run -bench . -count "$count" ./sidecar/stacktrace ./sidecar/crash ./sidecar/analyze ./gameserver/wallet ./charts
 # Traceback scanner: traces out of a 100 MB mixed log on one core, beside
-# panicparse v2 on the same bytes; the debug=2 parser on a fixed dump.
-run -bench 'MixedLog|DockerLog' -benchtime 3x -count "$count" -cpu 1 ./sidecar/traceback
+# panicparse v2 on the same bytes; a 100 MB Docker json-file log; hostile
+# long lines in small reads; the debug=2 parser on a fixed dump.
+run -bench 'MixedLog|DockerLog|SmallReads|EscapedRecord|LongChain' -benchtime 3x -count "$count" -cpu 1 ./sidecar/traceback
 run -bench 'ParseDebug2' -benchtime 20x -count "$count" -cpu 1 ./sidecar/goroutines
 # Sidecar: ingest rate on one core; file-written → metric-updated latency at
 # 1,000 files/s, side by side with mtail; RSS and CPU idle and under load.
